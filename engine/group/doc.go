@@ -9,11 +9,11 @@
 //
 // State machine of a group (as in Kafka's GroupCoordinator):
 //
-//	          join                     all joined / rebalance timeout
-//	 Empty ─────────▶ PreparingRebalance ──────────────────▶ CompletingRebalance
-//	   ▲                  ▲        ▲                                 │ leader's SyncGroup
-//	   │ last member      │ join,  │ member leaves / expires         ▼
-//	   └──────────────────┴─leave──┴──────────────────────────── Stable
+//	         join                     all joined / rebalance timeout
+//	Empty ─────────▶ PreparingRebalance ──────────────────▶ CompletingRebalance
+//	  ▲                  ▲        ▲                                 │ leader's SyncGroup
+//	  │ last member      │ join,  │ member leaves / expires         ▼
+//	  └──────────────────┴─leave──┴──────────────────────────── Stable
 //
 // Committed offsets live in the engine's metadata store (namespace "offsets"),
 // one key per group/topic/partition:

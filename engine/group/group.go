@@ -13,28 +13,28 @@ import (
 
 // Error codes are Kafka's, since this coordinator serves the Kafka protocol.
 const (
-	ErrNone                        int16 = 0
-	ErrCoordinatorNotAvailable     int16 = 15
-	ErrIllegalGeneration           int16 = 22
-	ErrInconsistentGroupProtocol   int16 = 23
-	ErrInvalidGroupID              int16 = 24
-	ErrUnknownMemberID             int16 = 25
-	ErrInvalidSessionTimeout       int16 = 26
-	ErrRebalanceInProgress         int16 = 27
-	ErrNonEmptyGroup               int16 = 68
-	ErrGroupIDNotFound             int16 = 69
-	ErrMemberIDRequired            int16 = 79
-	ErrFencedInstanceID            int16 = 82
-	ErrGroupSubscribedToTopic      int16 = 86
-	ErrUnstableOffsetCommit        int16 = 88
-	ErrGroupMaxSizeReached         int16 = 81
-	ErrKafkaStorageError           int16 = 56
-	ErrUnknownTopicOrPartition     int16 = 3
-	ErrOffsetMetadataTooLarge      int16 = 12
-	offsetMetadataBytesMax               = 4096
-	groupMembersMax                      = 1000
-	groupIDBytesMax                      = 255
-	memberIDPrefixBytesMax               = 64
+	ErrNone                      int16 = 0
+	ErrCoordinatorNotAvailable   int16 = 15
+	ErrIllegalGeneration         int16 = 22
+	ErrInconsistentGroupProtocol int16 = 23
+	ErrInvalidGroupID            int16 = 24
+	ErrUnknownMemberID           int16 = 25
+	ErrInvalidSessionTimeout     int16 = 26
+	ErrRebalanceInProgress       int16 = 27
+	ErrNonEmptyGroup             int16 = 68
+	ErrGroupIDNotFound           int16 = 69
+	ErrMemberIDRequired          int16 = 79
+	ErrFencedInstanceID          int16 = 82
+	ErrGroupSubscribedToTopic    int16 = 86
+	ErrUnstableOffsetCommit      int16 = 88
+	ErrGroupMaxSizeReached       int16 = 81
+	ErrKafkaStorageError         int16 = 56
+	ErrUnknownTopicOrPartition   int16 = 3
+	ErrOffsetMetadataTooLarge    int16 = 12
+	offsetMetadataBytesMax             = 4096
+	groupMembersMax                    = 1000
+	groupIDBytesMax                    = 255
+	memberIDPrefixBytesMax             = 64
 )
 
 // ErrClosed is returned by calls after Close.
