@@ -27,11 +27,11 @@ func TestTopic(t *testing.T) {
 		r.Bind(x, q(d), p, nil)
 	}
 	cases := map[string][]string{
-		"a.b.c": {"a", "b", "c", "d", "e", "f", "g"},
-		"a":     {"c", "d", "h"},
-		"a.c":   {"c", "d", "f", "g"},
-		"x.b":   {"d", "e"},
-		"":      {"d", "h"},
+		"a.b.c":   {"a", "b", "c", "d", "e", "f", "g"},
+		"a":       {"c", "d", "h"},
+		"a.c":     {"c", "d", "f", "g"},
+		"x.b":     {"d", "e"},
+		"":        {"d", "h"},
 		"a.x.y.c": {"c", "d", "f", "g"},
 	}
 	for key, want := range cases {
