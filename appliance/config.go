@@ -738,6 +738,12 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 // file named by --config (if any) is loaded over Default, then every flag
 // given on the command line overrides it. The result is validated.
 func ParseFlags(name string, args []string, output io.Writer) (Config, error) {
+	return ParseFlagsExtra(name, args, output, nil)
+}
+
+// ParseFlagsExtra is ParseFlags with extra, non-config flags defined by
+// extra (for example doctor's --root); they are parsed in the same pass.
+func ParseFlagsExtra(name string, args []string, output io.Writer, extra func(fs *flag.FlagSet)) (Config, error) {
 	scratch := Default()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	if output != nil {
@@ -746,6 +752,9 @@ func ParseFlags(name string, args []string, output io.Writer) (Config, error) {
 	var path string
 	fs.StringVar(&path, "config", "", "TOML config file; flags override it")
 	scratch.BindFlags(fs)
+	if extra != nil {
+		extra(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -771,6 +780,9 @@ func ParseFlags(name string, args []string, output io.Writer) (Config, error) {
 	over.String("config", "", "")
 	cfg.BindFlags(over)
 	for _, n := range names {
+		if over.Lookup(n) == nil {
+			continue // an extra flag
+		}
 		if err := over.Set(n, set[n]); err != nil {
 			return Config{}, fmt.Errorf("%w: --%s: %v", ErrConfig, n, err)
 		}
