@@ -1,0 +1,67 @@
+package appliance
+
+import (
+	"quartet/appliance/metrics"
+	"quartet/engine"
+	"quartet/netpoll"
+	"quartet/segment"
+)
+
+// registerEngineMetrics exposes the engine's and the writer's counters.
+func registerEngineMetrics(reg *metrics.Registry, eng *engine.Engine) {
+	reg.Register(func(e *metrics.Emitter) {
+		st := eng.Stats()
+		w := st.Writer
+		e.Counter(metrics.AppendsTotal, "Write requests completed by the segment writer.", float64(w.Requests))
+		e.Counter(metrics.FsyncsTotal, "fdatasync calls by the segment writer.", float64(w.Fsyncs))
+		perFsync := 0.0
+		if w.Fsyncs > 0 {
+			perFsync = float64(w.SyncedReqs) / float64(w.Fsyncs)
+		}
+		e.Gauge(metrics.AppendsPerFsync, "Synced appends per fdatasync since start (group commit).", perFsync)
+		e.Counter("quartet_writer_bytes_total", "Bytes written by the segment writer.", float64(w.Bytes))
+		e.Counter("quartet_writer_failures_total", "Write requests that failed.", float64(w.Failures))
+		e.Gauge(metrics.Topics, "Topics.", float64(st.Topics))
+		e.Gauge(metrics.Partitions, "Partitions.", float64(st.Partitions))
+		e.Gauge(metrics.Segments, "Segment files.", float64(st.Segments))
+		e.Gauge(metrics.SegmentBytes, "Bytes in segment files.", float64(st.Bytes))
+		if x, ok := segment.ExtStats(eng.Writer()); ok {
+			e.Histogram(metrics.FsyncSeconds, "fdatasync latency.", fsyncHistogram(x, w))
+		}
+	})
+}
+
+// registerNetMetrics exposes the listeners' counters per protocol.
+func registerNetMetrics(reg *metrics.Registry, np *netpoll.Server) {
+	reg.Register(func(e *metrics.Emitter) {
+		for _, s := range np.Stats() {
+			l := []metrics.Label{metrics.L("protocol", s.Protocol), metrics.L("listener", s.Addr), metrics.L("transport", s.Transport)}
+			e.Gauge(metrics.Connections, "Open client connections.", float64(s.ConnsOpen), l...)
+			e.Counter(metrics.ConnectionsAcceptedTotal, "Connections accepted.", float64(s.ConnsAccepted), l...)
+			e.Counter(metrics.ConnectionsRejectedTotal, "Connections refused over the limit.", float64(s.ConnsRejected), l...)
+			e.Counter(metrics.BytesInTotal, "Bytes received from clients.", float64(s.BytesIn), l...)
+			e.Counter(metrics.BytesOutTotal, "Bytes sent to clients.", float64(s.BytesOut), l...)
+			e.Counter("quartet_frames_in_total", "Frames received.", float64(s.FramesIn), l...)
+			e.Counter("quartet_frames_out_total", "Frames sent.", float64(s.FramesOut), l...)
+			e.Counter("quartet_read_pauses_total", "Reads paused by the outbound high-water mark.", float64(s.Pauses), l...)
+			e.Counter(metrics.PausesTotal, "Reads paused by the global memory high-water mark.", float64(s.MemoryPauses), l...)
+			e.Counter(metrics.DropsTotal, "Messages dropped to slow consumers.", float64(s.Drops), l...)
+			e.Counter("quartet_sendfile_bytes_total", "Bytes sent by sendfile.", float64(s.SendfileBytes), l...)
+		}
+	})
+}
+
+// fsyncHistogram converts the writer's fixed fsync buckets to a snapshot.
+func fsyncHistogram(x segment.WriterExtStats, w segment.WriterStats) metrics.HistogramSnapshot {
+	var h metrics.HistogramSnapshot
+	for i, upper := range segment.FsyncBucketUpper {
+		if i == len(segment.FsyncBucketUpper)-1 {
+			break // the last bucket is +Inf
+		}
+		h.Bounds = append(h.Bounds, upper.Seconds())
+		h.Counts = append(h.Counts, x.FsyncLatency[i])
+	}
+	h.Counts = append(h.Counts, x.FsyncLatency[len(x.FsyncLatency)-1])
+	h.Sum = w.FsyncTimeTotal.Seconds()
+	return h
+}
