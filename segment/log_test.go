@@ -367,26 +367,42 @@ type countDone struct{ wg sync.WaitGroup }
 func (c *countDone) AppendDone(int64, error) { c.wg.Done() }
 
 func TestAppendDoesNotAllocate(t *testing.T) {
-	w := newFaultWriter()
-	defer w.Close()
-	l := openTestLog(t, t.TempDir(), Config{Flush: FlushAsync}, w)
-	defer l.Close()
-	batch := testBatch(t, 16, 1000, 1)
-	var c countDone
-	for i := 0; i < 100; i++ { // warm the pools
-		c.wg.Add(1)
-		l.Append(batch, &c)
+	writers := map[string]func() (Writer, error){
+		"fault": func() (Writer, error) { return newFaultWriter(), nil },
+		"sync":  func() (Writer, error) { return NewWriter(IOSync, nil) },
 	}
-	c.wg.Wait()
-	allocs := testing.AllocsPerRun(200, func() {
-		c.wg.Add(1)
-		if err := l.Append(batch, &c); err != nil {
-			t.Fatal(err)
+	if UringAvailable() == nil {
+		writers["uring"] = func() (Writer, error) { return NewWriter(IOUring, nil) }
+	}
+	for name, mk := range writers {
+		for _, flush := range []FlushMode{FlushAsync, FlushSync} {
+			t.Run(name+"/"+string(flush), func(t *testing.T) {
+				w, err := mk()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				l := openTestLog(t, t.TempDir(), Config{Flush: flush}, w)
+				defer l.Close()
+				batch := testBatch(t, 16, 1000, 1)
+				var c countDone
+				for i := 0; i < 100; i++ { // warm the pools
+					c.wg.Add(1)
+					l.Append(batch, &c)
+				}
+				c.wg.Wait()
+				allocs := testing.AllocsPerRun(200, func() {
+					c.wg.Add(1)
+					if err := l.Append(batch, &c); err != nil {
+						t.Fatal(err)
+					}
+					c.wg.Wait()
+				})
+				if allocs != 0 {
+					t.Fatalf("%.2f allocations per append", allocs)
+				}
+			})
 		}
-		c.wg.Wait()
-	})
-	if allocs != 0 {
-		t.Fatalf("%.1f allocations per append", allocs)
 	}
 }
 
