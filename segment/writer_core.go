@@ -54,21 +54,25 @@ type writerCore struct {
 	mu         sync.Mutex
 	head, tail *Request
 	sleeping   bool
+	queued     atomic.Int32 // requests in the queue (read without the lock while gathering)
 	closed     bool
 	wake       chan struct{}
 	done       chan struct{}
 
 	// Owned by the writer goroutine.
-	round   []*Request
-	errs    []error
-	chainOf map[int]int32
-	reqCh   []int32
-	order   []int32 // round indexes grouped by chain, each chain in submission order
-	chains  []wchain
-	ops     []wop
-	iov     []unix.Iovec
-	iovPin  runtime.Pinner
-	pinned  *unix.Iovec
+	lastRound  time.Duration
+	lastReqs   int
+	lastSynced bool
+	round      []*Request
+	errs       []error
+	chainOf    map[int]int32
+	reqCh      []int32
+	order      []int32 // round indexes grouped by chain, each chain in submission order
+	chains     []wchain
+	ops        []wop
+	iov        []unix.Iovec
+	iovPin     runtime.Pinner
+	pinned     *unix.Iovec
 
 	// Counters of the round in progress (flushed atomically once per round).
 	rs roundStats
@@ -188,6 +192,7 @@ func (w *writerCore) Submit(r *Request) {
 		w.tail.next = r
 	}
 	w.tail = r
+	w.queued.Add(1)
 	wake := w.sleeping
 	w.sleeping = false
 	w.mu.Unlock()
@@ -250,6 +255,7 @@ func (w *writerCore) run(init func() error, exec func(), fini func(), ready chan
 	}
 	ready <- nil
 	for {
+		w.gather()
 		w.mu.Lock()
 		for w.head == nil && !w.closed {
 			w.sleeping = true
@@ -259,18 +265,48 @@ func (w *writerCore) run(init func() error, exec func(), fini func(), ready chan
 		}
 		list := w.head
 		w.head, w.tail = nil, nil
+		w.queued.Store(0)
 		w.mu.Unlock()
 		if list == nil {
 			break
 		}
+		t0 := time.Now()
 		w.prepare(list)
 		exec()
 		w.complete()
+		w.lastRound = time.Since(t0)
 	}
 	fini()
 	w.iovPin.Unpin()
 	close(w.done)
 }
+
+// gather delays taking the next round briefly after a round that ran an
+// fdatasync, so that producers woken by that round's completions can queue
+// their next requests and share the next fdatasync instead of splitting into
+// alternating half-rounds. It waits (yielding the CPU) until as many requests
+// are queued as the last round completed, or gatherFraction of the last
+// round's duration (at most gatherMax) has passed. Rounds without fsync do
+// not gather.
+func (w *writerCore) gather() {
+	want := w.lastReqs
+	if !w.lastSynced || want <= 1 || w.closed {
+		return
+	}
+	if int(w.queued.Load()) >= want {
+		return
+	}
+	budget := min(w.lastRound/gatherFraction, gatherMax)
+	deadline := time.Now().Add(budget)
+	for int(w.queued.Load()) < want && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+}
+
+const (
+	gatherFraction = 4
+	gatherMax      = 500 * time.Microsecond
+)
 
 // prepare turns the queued list into chains of ops.
 func (w *writerCore) prepare(list *Request) {
@@ -517,6 +553,7 @@ func (w *writerCore) complete() {
 	if rs.shortWrites > 0 {
 		st.shortWrites.Add(rs.shortWrites)
 	}
+	w.lastReqs, w.lastSynced = int(rs.requests), rs.fsyncs > 0
 	clear(w.iov) // drop references to request buffers
 	for i, r := range w.round {
 		w.round[i] = nil

@@ -1,0 +1,187 @@
+package segment
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"quartet/segment/internal/uring"
+)
+
+// Benchmarks of the writer alone: each producer submits 16 KiB writes (what a
+// 16 × 1 KiB-record batch weighs) appended to one file, positions assigned
+// under a mutex in submission order (as the Log does), with up to `inflight`
+// requests outstanding per producer. Metrics:
+//
+//	appends/fsync  completed Sync requests per fdatasync (group commit)
+//	p50-µs p99-µs  append latency, Submit → Done
+//
+// Run (see PERF.md): flock /tmp/bench.lock go test -run '^$' -bench 'Writer' -count 5 ./segment/
+
+const (
+	benchRecordBytes  = 1024
+	benchBatchRecords = 16
+	benchAppendBytes  = benchRecordBytes * benchBatchRecords
+)
+
+type benchCase struct {
+	mode      IOMode
+	sync      bool
+	producers int
+	inflight  int
+}
+
+func (c benchCase) name() string {
+	flush := "async"
+	if c.sync {
+		flush = "sync"
+	}
+	return fmt.Sprintf("io=%s/flush=%s/producers=%d/inflight=%d", c.mode, flush, c.producers, c.inflight)
+}
+
+func benchCases() []benchCase {
+	var cs []benchCase
+	for _, mode := range []IOMode{IOUring, IOSync} {
+		for _, sync := range []bool{true, false} {
+			for _, p := range []int{1, 4, 16} {
+				for _, inflight := range []int{1, 4} {
+					cs = append(cs, benchCase{mode, sync, p, inflight})
+				}
+			}
+		}
+	}
+	return cs
+}
+
+// latencies collects per-append latencies (ns). One per producer, appended
+// to only on the writer goroutine; read after the run.
+type latencies struct {
+	ns []int64
+}
+
+func (l *latencies) add(d time.Duration) {
+	if len(l.ns) < cap(l.ns) {
+		l.ns = append(l.ns, int64(d))
+	}
+}
+
+func reportLatency(b *testing.B, ls []*latencies) {
+	var all []int64
+	for _, l := range ls {
+		all = append(all, l.ns...)
+	}
+	if len(all) == 0 {
+		return
+	}
+	slices.Sort(all)
+	pct := func(p float64) float64 {
+		i := int(p * float64(len(all)-1))
+		return float64(all[i]) / 1e3
+	}
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
+}
+
+func reportWriterStats(b *testing.B, before, after WriterStats) {
+	if fs := after.Fsyncs - before.Fsyncs; fs > 0 {
+		b.ReportMetric(float64(after.SyncedReqs-before.SyncedReqs)/float64(fs), "appends/fsync")
+		b.ReportMetric(float64(after.FsyncTimeTotal-before.FsyncTimeTotal)/float64(fs)/1e3, "fsync-µs")
+	}
+	if w := after.Writes - before.Writes; w > 0 {
+		b.ReportMetric(float64(after.Requests-before.Requests)/float64(w), "appends/write")
+	}
+}
+
+type benchSlot struct {
+	req Request
+	t0  time.Time
+	lat *latencies
+	ret chan *benchSlot
+}
+
+func BenchmarkWriter(b *testing.B) {
+	for _, c := range benchCases() {
+		b.Run(c.name(), func(b *testing.B) {
+			if c.mode == IOUring {
+				if err := uring.Available(); err != nil {
+					b.Skip(err)
+				}
+			}
+			benchWriter(b, c)
+		})
+	}
+}
+
+func benchWriter(b *testing.B, c benchCase) {
+	w, err := NewWriter(c.mode, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	f, err := os.OpenFile(filepath.Join(b.TempDir(), "seg"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	data := make([]byte, benchAppendBytes)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	var mu sync.Mutex // assigns positions in submission order, like the Log
+	var end int64
+
+	per := (b.N + c.producers - 1) / c.producers
+	lats := make([]*latencies, c.producers)
+	slots := make([]chan *benchSlot, c.producers)
+	for p := range c.producers {
+		lats[p] = &latencies{ns: make([]int64, 0, per)}
+		slots[p] = make(chan *benchSlot, c.inflight)
+		for range c.inflight {
+			s := &benchSlot{lat: lats[p], ret: slots[p]}
+			s.req = Request{FD: fd, Data: data, Sync: c.sync, Done: func(r *Request, err error) {
+				if err != nil {
+					panic(err)
+				}
+				s.lat.add(time.Since(s.t0))
+				s.ret <- s
+			}}
+			slots[p] <- s
+		}
+	}
+	b.SetBytes(benchAppendBytes)
+	b.ReportAllocs()
+	before := w.Stats()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for p := range c.producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := per
+			if rest := b.N - p*per; rest < n {
+				n = max(rest, 0)
+			}
+			for range n {
+				s := <-slots[p]
+				s.t0 = time.Now()
+				mu.Lock()
+				s.req.Pos = end
+				end += benchAppendBytes
+				w.Submit(&s.req)
+				mu.Unlock()
+			}
+			for range c.inflight {
+				<-slots[p]
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	reportWriterStats(b, before, w.Stats())
+	reportLatency(b, lats)
+}
