@@ -1,0 +1,42 @@
+package mqtt
+
+import (
+	"fmt"
+
+	"quartet/netpoll"
+)
+
+// remainingLengthMax is the largest remaining length MQTT can express.
+const remainingLengthMax = 268_435_455
+
+// Framer delimits MQTT packets: one fixed-header byte, a remaining length of
+// 1–4 varint bytes, then that many bytes. It never allocates.
+func Framer(buf []byte) (int, error) {
+	if len(buf) < 2 {
+		return 0, nil
+	}
+	rl := 0
+	for i := 1; i < 5; i++ {
+		if i >= len(buf) {
+			return 0, nil
+		}
+		c := buf[i]
+		rl |= int(c&0x7f) << (7 * (i - 1))
+		if c&0x80 == 0 {
+			return 1 + i + rl, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: remaining length longer than 4 bytes", netpoll.ErrMalformedFrame)
+}
+
+// framerMax returns a Framer refusing frames longer than maxBytes early (before
+// they are buffered).
+func framerMax(maxBytes int) netpoll.Framer {
+	return func(buf []byte) (int, error) {
+		n, err := Framer(buf)
+		if err == nil && n > maxBytes {
+			return 0, fmt.Errorf("%w: %d bytes > %d", netpoll.ErrFrameTooLarge, n, maxBytes)
+		}
+		return n, err
+	}
+}

@@ -1,0 +1,210 @@
+package mqtt
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"quartet/engine/retained"
+	"quartet/engine/session"
+	"quartet/engine/trie"
+)
+
+// Durable persistent sessions in the metadata catalog:
+//
+//	ns "mqtt.session"  key clientID            value: version(1) expiry(4) {filterLen(2) filter opts(1) id(4)}*
+//	ns "mqtt.queue"    key clientID "\x00" seq value: qos(1) retain(1) subID(4) message(session.AppendMessage)
+//
+// Queued QoS 1/2 messages are written when they are queued for a session that
+// is offline, or when a persistent session disconnects with messages queued
+// or inflight; they are deleted when acknowledged.
+const (
+	nsSession = "mqtt.session"
+	nsQueue   = "mqtt.queue"
+)
+
+type persister struct {
+	be  retained.Backend
+	log *slog.Logger
+	seq atomic.Uint64
+}
+
+func (p *persister) logErr(what string) func(error) {
+	return func(err error) {
+		if err != nil {
+			p.log.Error("mqtt: persisting "+what, "err", err)
+		}
+	}
+}
+
+// saveSession writes the session record (caller must not hold ss's lock).
+func (p *persister) saveSession(ss *session.Session) {
+	ss.Lock()
+	rec := []byte{ss.Version}
+	rec = binary.BigEndian.AppendUint32(rec, ss.ExpirySec)
+	for _, sub := range ss.Subs {
+		rec = binary.BigEndian.AppendUint16(rec, uint16(len(sub.Filter)))
+		rec = append(rec, sub.Filter...)
+		rec = append(rec, sub.Opts)
+		rec = binary.BigEndian.AppendUint32(rec, sub.ID)
+	}
+	// persist what is queued or inflight and not yet durable
+	for i := 0; i < ss.QueueLen(); i++ {
+		e := ss.At(i)
+		if e.Seq == 0 && e.QoS > 0 {
+			e.Seq = p.enqueue(ss, e.Msg, *e)
+		}
+	}
+	ss.EachInflight(func(f *session.Inflight) {
+		if f.Seq == 0 && f.Msg != nil && !f.Released {
+			f.Seq = p.enqueue(ss, f.Msg, f.Entry)
+		}
+	})
+	ss.Unlock()
+	p.be.Put(nsSession, ss.ID, rec, p.logErr("session"))
+}
+
+func (p *persister) deleteSession(ss *session.Session) {
+	p.be.Delete(nsSession, ss.ID, p.logErr("session"))
+	prefix := ss.ID + "\x00"
+	var keys []string
+	p.be.Range(nsQueue, func(k string, _ []byte) bool {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+		return true
+	})
+	for _, k := range keys {
+		p.be.Delete(nsQueue, k, nil)
+	}
+}
+
+func queueKey(id string, seq uint64) string {
+	return id + "\x00" + fmt.Sprintf("%016x", seq)
+}
+
+// enqueue writes one queued message and returns its sequence.
+func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.Entry) uint64 {
+	seq := p.seq.Add(1)
+	v := make([]byte, 0, 6+16+len(m.Topic)+len(m.Payload)+len(m.Props))
+	r := byte(0)
+	if e.Retain {
+		r = 1
+	}
+	v = append(v, e.QoS, r)
+	v = binary.BigEndian.AppendUint32(v, e.SubID)
+	v = session.AppendMessage(v, m)
+	p.be.Put(nsQueue, queueKey(ss.ID, seq), v, p.logErr("queued message"))
+	return seq
+}
+
+func (p *persister) ack(ss *session.Session, seq uint64) {
+	p.be.Delete(nsQueue, queueKey(ss.ID, seq), p.logErr("ack"))
+}
+
+// loadSessions restores persistent sessions, their subscriptions and queues.
+func (s *Server) loadSessions() error {
+	p := s.persist
+	var err error
+	p.be.Range(nsSession, func(id string, rec []byte) bool {
+		if len(rec) < 5 {
+			err = session.ErrCorrupt
+			return false
+		}
+		ss := session.New(id, s.cfg.QueueMessagesMax)
+		ss.Num = s.nextID.Add(1)
+		ss.Version = rec[0]
+		ss.ExpirySec = binary.BigEndian.Uint32(rec[1:])
+		ss.Persistent = true
+		ss.Subs = make(map[string]session.Subscription)
+		b := rec[5:]
+		for len(b) > 0 {
+			if len(b) < 2 {
+				err = session.ErrCorrupt
+				return false
+			}
+			n := int(binary.BigEndian.Uint16(b))
+			if len(b) < 2+n+5 {
+				err = session.ErrCorrupt
+				return false
+			}
+			f := string(b[2 : 2+n])
+			sub := session.Subscription{Filter: f, Opts: b[2+n], ID: binary.BigEndian.Uint32(b[3+n:])}
+			b = b[7+n:]
+			ss.Subs[f] = sub
+			if _, e := s.trie.Subscribe(f, trie.Sub[*session.Session]{S: ss, Opts: sub.Opts, ID: sub.ID}); e != nil {
+				err = e
+				return false
+			}
+		}
+		s.sessions.Put(ss)
+		if ss.ExpirySec != 0xFFFFFFFF {
+			gen := ss.Gen
+			ss.ExpiryTimer = time.AfterFunc(time.Duration(ss.ExpirySec)*time.Second, func() { s.expire(ss, gen) })
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	type item struct {
+		seq uint64
+		e   session.Entry
+	}
+	queues := map[string][]item{}
+	var maxSeq uint64
+	var stale []string
+	p.be.Range(nsQueue, func(k string, v []byte) bool {
+		i := strings.LastIndexByte(k, 0)
+		if i < 0 || len(v) < 6 {
+			err = session.ErrCorrupt
+			return false
+		}
+		seq, e := strconv.ParseUint(k[i+1:], 16, 64)
+		if e != nil {
+			err = session.ErrCorrupt
+			return false
+		}
+		maxSeq = max(maxSeq, seq)
+		id := k[:i]
+		if _, ok := s.sessions.Get(id); !ok {
+			stale = append(stale, k)
+			return true
+		}
+		m, e := session.DecodeMessage(v[6:])
+		if e != nil {
+			err = e
+			return false
+		}
+		queues[id] = append(queues[id], item{seq, session.Entry{Msg: m, QoS: v[0], Retain: v[1] == 1,
+			SubID: binary.BigEndian.Uint32(v[2:]), Seq: seq}})
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		p.be.Delete(nsQueue, k, nil)
+	}
+	p.seq.Store(maxSeq)
+	for id, items := range queues {
+		ss, _ := s.sessions.Get(id)
+		slices.SortFunc(items, func(a, b item) int {
+			if a.seq < b.seq {
+				return -1
+			}
+			return 1
+		})
+		ss.Lock()
+		for _, it := range items {
+			ss.Enqueue(it.e)
+		}
+		ss.Unlock()
+	}
+	return nil
+}

@@ -1,0 +1,447 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"quartet/engine"
+	"quartet/engine/retained"
+	"quartet/engine/session"
+	"quartet/engine/trie"
+	"quartet/netpoll"
+)
+
+// Config tunes the MQTT server. Zero values pick the defaults noted.
+type Config struct {
+	// PacketBytesMax is the largest packet accepted (and advertised as
+	// Maximum Packet Size) (0: 1 MiB).
+	PacketBytesMax int
+	// ReceiveMaximum is the number of inbound QoS 2 publishes a client may
+	// have unreleased (0: 1024).
+	ReceiveMaximum uint16
+	// InflightMessagesMax caps the outbound QoS 1/2 window per connection;
+	// the client's Receive Maximum lowers it further (0: 256).
+	InflightMessagesMax int
+	// QueueMessagesMax bounds each session's queue; messages beyond it are
+	// dropped and counted (0: 100,000).
+	QueueMessagesMax int
+	// TopicAliasMaximum advertised to MQTT 5 clients (0: 64; <0: none).
+	TopicAliasMaximum int
+	// KeepAliveMax caps the client keep alive, seconds (0: 65535).
+	KeepAliveMax uint16
+	// SessionExpiryMax caps MQTT 5 session expiry, seconds (0: no cap).
+	SessionExpiryMax uint32
+	// ConnectTimeout closes connections that send no CONNECT (0: 10 s).
+	ConnectTimeout time.Duration
+	// SysInterval is the $SYS/broker/... publishing period (0: 10 s; <0: off).
+	SysInterval time.Duration
+	// RetryInterval re-drains a connection whose output is above the
+	// high-water mark (0: 20 ms).
+	RetryInterval time.Duration
+	// Meta, if set, makes retained messages and persistent sessions durable
+	// (engine.Meta satisfies it).
+	Meta retained.Backend
+}
+
+func (c *Config) setDefaults() {
+	if c.PacketBytesMax <= 0 {
+		c.PacketBytesMax = 1 << 20
+	}
+	if c.ReceiveMaximum == 0 {
+		c.ReceiveMaximum = 1024
+	}
+	if c.InflightMessagesMax <= 0 {
+		c.InflightMessagesMax = 256
+	}
+	if c.QueueMessagesMax <= 0 {
+		c.QueueMessagesMax = 100_000
+	}
+	if c.TopicAliasMaximum == 0 {
+		c.TopicAliasMaximum = 64
+	} else if c.TopicAliasMaximum < 0 {
+		c.TopicAliasMaximum = 0
+	}
+	if c.TopicAliasMaximum > 65535 {
+		c.TopicAliasMaximum = 65535
+	}
+	if c.KeepAliveMax == 0 {
+		c.KeepAliveMax = 65535
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.SysInterval == 0 {
+		c.SysInterval = 10 * time.Second
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = 20 * time.Millisecond
+	}
+}
+
+// Stats are cumulative counters.
+type Stats struct {
+	ConnsOpen       atomic.Int64
+	ConnsTotal      atomic.Uint64
+	MsgsIn          atomic.Uint64
+	MsgsOut         atomic.Uint64
+	Dropped         atomic.Uint64 // QoS 0 to slow subscribers + session queue overflows
+	BytesIn         atomic.Uint64
+	ProtocolErrors  atomic.Uint64
+	WillsPublished  atomic.Uint64
+	ExpiredMessages atomic.Uint64
+}
+
+// Server is the MQTT protocol server.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	proto    *netpoll.Protocol
+	trie     trie.Trie[*session.Session]
+	sessions *session.Store
+	retained *retained.Store
+	persist  *persister // nil without Meta
+
+	sessMu   sync.Mutex // serialises CONNECT attach/takeover and close detach
+	started  time.Time
+	now      atomic.Int64 // coarse clock, unix nanos
+	stats    Stats
+	nextID   atomic.Uint64
+	subsPool sync.Pool
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// New builds the server. e may be nil (memory-only); otherwise its metadata
+// catalog keeps retained messages and persistent sessions across restarts.
+func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
+	cfg.setDefaults()
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if cfg.Meta == nil && e != nil {
+		cfg.Meta = e.Meta()
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      logger.With("proto", "mqtt"),
+		sessions: session.NewStore(),
+		retained: retained.New(cfg.Meta),
+		started:  time.Now(),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	s.trie.Online = func(ss *session.Session) bool { return ss.Online.Load() }
+	s.subsPool.New = func() any { b := make([]trie.Sub[*session.Session], 0, 16); return &b }
+	s.now.Store(time.Now().UnixNano())
+	if err := s.retained.Load(); err != nil {
+		return nil, fmt.Errorf("mqtt: loading retained messages: %w", err)
+	}
+	if cfg.Meta != nil {
+		s.persist = &persister{be: cfg.Meta, log: s.log}
+		if err := s.loadSessions(); err != nil {
+			return nil, fmt.Errorf("mqtt: loading sessions: %w", err)
+		}
+	}
+	s.proto = &netpoll.Protocol{
+		Name:          "mqtt",
+		Framer:        framerMax(cfg.PacketBytesMax),
+		FrameBytesMax: cfg.PacketBytesMax,
+		Handler:       (*handler)(s),
+		Publisher:     true,
+	}
+	go s.clock()
+	return s, nil
+}
+
+// Protocol returns the netpoll protocol (the same one serves TCP and WebSocket listeners).
+func (s *Server) Protocol() *netpoll.Protocol { return s.proto }
+
+// Stats returns the server's counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// Close stops background work. Connections are closed by the netpoll server.
+func (s *Server) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.done
+	})
+	return nil
+}
+
+func (s *Server) clock() {
+	defer close(s.done)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var lastSys time.Time
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.now.Store(now.UnixNano())
+			if s.cfg.SysInterval > 0 && now.Sub(lastSys) >= s.cfg.SysInterval {
+				lastSys = now
+				s.publishSys()
+			}
+		}
+	}
+}
+
+// publishSys publishes broker statistics as retained messages under $SYS/broker/.
+func (s *Server) publishSys() {
+	st := &s.stats
+	vals := [...]struct {
+		topic string
+		v     uint64
+	}{
+		{"$SYS/broker/uptime", uint64(time.Since(s.started).Seconds())},
+		{"$SYS/broker/clients/connected", uint64(st.ConnsOpen.Load())},
+		{"$SYS/broker/clients/total", uint64(s.sessions.Len())},
+		{"$SYS/broker/messages/received", st.MsgsIn.Load()},
+		{"$SYS/broker/messages/sent", st.MsgsOut.Load()},
+		{"$SYS/broker/publish/messages/dropped", st.Dropped.Load()},
+		{"$SYS/broker/subscriptions/count", uint64(s.trie.Count())},
+		{"$SYS/broker/retained messages/count", uint64(s.retained.Len())},
+		{"$SYS/broker/load/bytes/received", st.BytesIn.Load()},
+	}
+	var buf [24]byte
+	for _, v := range vals {
+		m := session.NewMessage([]byte(v.topic), strconv.AppendUint(buf[:0], v.v, 10), nil)
+		m.Retain = true
+		s.retained.SetVolatile(m)
+		s.route(m, nil)
+		m.Release()
+	}
+	m := session.NewMessage([]byte("$SYS/broker/version"), []byte("quartet"), nil)
+	m.Retain = true
+	s.retained.SetVolatile(m)
+	m.Release()
+}
+
+// route delivers m to every matching subscription; it returns the number of
+// sessions it was delivered or queued to. Any goroutine.
+func (s *Server) route(m *session.Message, origin *session.Session) int {
+	sp := s.subsPool.Get().(*[]trie.Sub[*session.Session])
+	subs := s.trie.Match(m.Topic, (*sp)[:0])
+	if len(subs) > 1 {
+		slices.SortFunc(subs, func(a, b trie.Sub[*session.Session]) int {
+			if a.S.Num != b.S.Num {
+				if a.S.Num < b.S.Num {
+					return -1
+				}
+				return 1
+			}
+			if a.Share != b.Share {
+				if a.Share {
+					return 1
+				}
+				return -1
+			}
+			return 0
+		})
+	}
+	n := 0
+	for i := 0; i < len(subs); {
+		sub := subs[i]
+		j := i + 1
+		ss := sub.S
+		// merge overlapping subscriptions of one session (not shared ones)
+		var e session.Entry
+		skip := true
+		for k := i; k < len(subs) && subs[k].S == ss && subs[k].Share == sub.Share; k++ {
+			j = k + 1
+			o := subs[k]
+			if o.Opts&0x04 != 0 && ss == origin && !o.Share { // no local
+				continue
+			}
+			q := min(o.QoS(), m.QoS)
+			if skip || q > e.QoS {
+				e.QoS = q
+			}
+			if o.Opts&0x08 != 0 && m.Retain {
+				e.Retain = true
+			}
+			if o.ID != 0 {
+				if e.SubID == 0 {
+					e.SubID = o.ID
+				} else {
+					e.More = append(e.More, o.ID)
+				}
+			}
+			skip = false
+		}
+		i = j
+		if skip {
+			continue
+		}
+		if s.deliver(ss, m, e) {
+			n++
+		}
+	}
+	clear(subs)
+	*sp = subs[:0]
+	s.subsPool.Put(sp)
+	return n
+}
+
+// deliver queues m for ss (taking a new reference) and wakes its connection.
+func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entry) bool {
+	ss.Lock()
+	owner := ss.Owner
+	if owner == nil && (e.QoS == 0 || !ss.Persistent) {
+		ss.Unlock()
+		return false
+	}
+	m.Ref()
+	e.Msg = m
+	if s.persist != nil && owner == nil && e.QoS > 0 {
+		e.Seq = s.persist.enqueue(ss, m, e)
+	}
+	ok := ss.Enqueue(e)
+	ss.Unlock()
+	if !ok {
+		s.stats.Dropped.Add(1)
+		return false
+	}
+	if owner != nil {
+		owner.Notify()
+	}
+	return true
+}
+
+// newClientID returns a server-assigned client identifier.
+func (s *Server) newClientID() string {
+	return fmt.Sprintf("quartet-%x-%x", s.nextID.Add(1), rand.Uint32())
+}
+
+// attach binds c to the session of c.clientID per the clean-start rules and
+// returns whether a session was present.
+func (s *Server) attach(c *conn, cleanStart bool, persistent bool, expiry uint32) (*session.Session, bool) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	ss, ok := s.sessions.Get(c.clientID)
+	present := false
+	if ok {
+		ss.Lock()
+		old := ss.Owner
+		ss.Owner = nil
+		ss.Online.Store(false)
+		ss.Gen++
+		ss.Unlock()
+		if oc, isConn := old.(*conn); isConn && oc != nil {
+			oc.takeover()
+		}
+		if cleanStart {
+			s.dropSession(ss)
+			ok = false
+		} else {
+			present = true
+		}
+	}
+	if !ok {
+		ss = session.New(c.clientID, s.cfg.QueueMessagesMax)
+		ss.Num = s.nextID.Add(1)
+		s.sessions.Put(ss)
+	}
+	ss.Lock()
+	ss.Owner = c
+	ss.Online.Store(true)
+	ss.Gen++
+	ss.Version = c.version
+	ss.Persistent = persistent
+	ss.ExpirySec = expiry
+	if ss.ExpiryTimer != nil {
+		ss.ExpiryTimer.Stop()
+		ss.ExpiryTimer = nil
+	}
+	ss.Unlock()
+	if s.persist != nil {
+		if persistent {
+			s.persist.saveSession(ss)
+		} else if present {
+			s.persist.deleteSession(ss)
+		}
+	}
+	return ss, present
+}
+
+// dropSession removes ss's subscriptions and messages and forgets it.
+func (s *Server) dropSession(ss *session.Session) {
+	ss.Lock()
+	subs := ss.Subs
+	ss.Subs = nil
+	ss.Clear()
+	ss.Unlock()
+	for f := range subs {
+		s.trie.Unsubscribe(f, ss)
+	}
+	s.sessions.Delete(ss)
+	if s.persist != nil {
+		s.persist.deleteSession(ss)
+	}
+}
+
+// detach runs when c's connection is gone.
+func (s *Server) detach(c *conn) {
+	ss := c.sess
+	s.sessMu.Lock()
+	ss.Lock()
+	mine := ss.Owner == c
+	if mine {
+		ss.Owner = nil
+		ss.Online.Store(false)
+	}
+	persistent := ss.Persistent
+	expiry := ss.ExpirySec
+	gen := ss.Gen
+	ss.Unlock()
+	if mine {
+		if !persistent {
+			s.dropSession(ss)
+		} else {
+			if expiry != 0xFFFFFFFF {
+				d := time.Duration(expiry) * time.Second
+				ss.Lock()
+				ss.ExpiryTimer = time.AfterFunc(d, func() { s.expire(ss, gen) })
+				ss.Unlock()
+			}
+			if s.persist != nil {
+				s.persist.saveSession(ss)
+			}
+		}
+	}
+	s.sessMu.Unlock()
+}
+
+// expire ends a disconnected session whose expiry interval has passed.
+func (s *Server) expire(ss *session.Session, gen uint64) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	ss.Lock()
+	same := ss.Gen == gen && ss.Owner == nil
+	ss.Unlock()
+	if same {
+		s.dropSession(ss)
+	}
+}
+
+// publishWill publishes a will message now.
+func (s *Server) publishWill(m *session.Message) {
+	s.stats.WillsPublished.Add(1)
+	if m.Retain {
+		s.retained.Set(m, nil)
+	}
+	s.route(m, nil)
+	m.Release()
+}
+
+var errTakenOver = errors.New("mqtt: session taken over")
