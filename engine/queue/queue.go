@@ -90,6 +90,7 @@ type Store interface {
 // goroutine) when the consumer should Pull; it must not block.
 type Consumer struct {
 	Wake     func()
+	Cancel   func() // the queue was deleted under the consumer (may be nil)
 	Priority int
 	Tag      string
 	hungry   bool
@@ -442,12 +443,12 @@ func (q *Queue) Pull(c *Consumer, max int, maxBytes int64, noAck bool, dst []Ent
 		q.mu.Unlock()
 		return dst
 	}
+	start := len(dst)
 	dst = q.pullLocked(max, maxBytes, noAck, dst, &p)
 	if c != nil {
-		if q.ready == 0 {
-			c.hungry = true
-		} else {
-			c.hungry = false
+		// Hungry: it asked for more than there was, so it has credit left.
+		c.hungry = len(dst)-start < max && q.ready == 0
+		if !c.hungry && q.ready > 0 {
 			q.wakeLocked(&p) // someone else may take the rest
 		}
 	} else {
@@ -590,11 +591,24 @@ func (q *Queue) Delete(ifUnused, ifEmpty bool) (int, error) {
 	if q.timer != nil {
 		q.timer.Stop()
 	}
-	for i := range q.levels {
-		q.levels[i] = ring{}
+	var ids []uint64
+	for q.ready > 0 {
+		if e := q.popLocked(); e.Msg.ID != 0 && q.cfg.Durable {
+			ids = append(ids, e.Msg.ID)
+		}
 	}
-	q.ready, q.readyBytes = 0, 0
+	cs := q.consumers
 	q.consumers = nil
+	q.mu.Unlock()
+	if len(ids) > 0 && q.cfg.Store != nil {
+		q.cfg.Store.Remove(q, ids)
+	}
+	for _, c := range cs {
+		if c.Cancel != nil {
+			c.Cancel()
+		}
+	}
+	q.mu.Lock()
 	return n, nil
 }
 

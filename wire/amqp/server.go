@@ -1,0 +1,173 @@
+package amqp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"quartet/engine"
+	"quartet/netpoll"
+)
+
+// Config tunes the AMQP server. Zero values pick the defaults noted.
+type Config struct {
+	FrameMax   int           // largest frame offered in connection.tune (0: 131072)
+	ChannelMax int           // channels per connection (0: 2047)
+	Heartbeat  time.Duration // heartbeat offered in connection.tune (0: 60 s; <0: off)
+	// BodyBytesMax is the largest message body accepted (0: 128 MiB).
+	BodyBytesMax int
+	// AllowRemoteGuest lets guest/guest log in from non-loopback addresses.
+	AllowRemoteGuest bool
+	// Users are accepted credentials besides guest/guest (user -> password).
+	Users map[string]string
+	// HandshakeTimeout closes connections not open by then (0: 10 s).
+	HandshakeTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.FrameMax <= 0 {
+		c.FrameMax = 131072
+	}
+	if c.FrameMax < FrameMinSize {
+		c.FrameMax = FrameMinSize
+	}
+	if c.ChannelMax <= 0 {
+		c.ChannelMax = 2047
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 60 * time.Second
+	}
+	if c.BodyBytesMax <= 0 {
+		c.BodyBytesMax = 128 << 20
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+}
+
+// Server is the AMQP 0-9-1 protocol: one virtual host "/" over the engine.
+type Server struct {
+	e     *engine.Engine
+	cfg   Config
+	log   *slog.Logger
+	vh    *vhost
+	proto *netpoll.Protocol
+}
+
+// New returns the AMQP server over e, recovering durable exchanges, queues,
+// bindings and messages.
+func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg.setDefaults()
+	s := &Server{e: e, cfg: cfg, log: logger.With("proto", "amqp"), vh: newVhost(logger)}
+	if e != nil {
+		st, err := openStore(e, s.vh, s.log)
+		if err != nil {
+			return nil, fmt.Errorf("amqp: open store: %w", err)
+		}
+		s.vh.store = st
+		if err := st.recover(); err != nil {
+			return nil, fmt.Errorf("amqp: recover: %w", err)
+		}
+	}
+	s.proto = &netpoll.Protocol{
+		Name:          "amqp",
+		Framer:        FrameLen,
+		FrameBytesMax: cfg.FrameMax * 2,
+		Handler:       s,
+		PreambleBytes: len(protocolHeader),
+		Publisher:     true,
+	}
+	return s, nil
+}
+
+// Protocol is what the appliance hands to netpoll.
+func (s *Server) Protocol() *netpoll.Protocol { return s.proto }
+
+// Close stops background work and flushes the store.
+func (s *Server) Close() error {
+	if s.vh.store != nil {
+		return s.vh.store.close()
+	}
+	return nil
+}
+
+const protocolHeader = "AMQP\x00\x00\x09\x01"
+
+// OnOpen implements netpoll.Handler.
+func (s *Server) OnOpen(c netpoll.Conn) any {
+	return newConnection(s, c)
+}
+
+// OnFrame implements netpoll.Handler.
+func (s *Server) OnFrame(c netpoll.Conn, frame []byte) error {
+	conn, _ := c.Context().(*connection)
+	if conn == nil {
+		return errors.New("amqp: no connection state")
+	}
+	return conn.onFrame(frame)
+}
+
+// OnClose implements netpoll.Handler.
+func (s *Server) OnClose(c netpoll.Conn, err error) {
+	if conn, _ := c.Context().(*connection); conn != nil {
+		conn.onClose(err)
+	}
+}
+
+// amqpError is a channel or connection exception (by reply code class).
+type amqpError struct {
+	code uint16
+	text string
+}
+
+func (e *amqpError) Error() string { return fmt.Sprintf("amqp: %d %s", e.code, e.text) }
+
+func amqpErr(code uint16, format string, a ...any) *amqpError {
+	return &amqpError{code: code, text: fmt.Sprintf(format, a...)}
+}
+
+func replyName(code uint16) string {
+	switch code {
+	case ContentTooLarge:
+		return "CONTENT_TOO_LARGE"
+	case NoRoute:
+		return "NO_ROUTE"
+	case NoConsumers:
+		return "NO_CONSUMERS"
+	case ConnectionForced:
+		return "CONNECTION_FORCED"
+	case InvalidPath:
+		return "INVALID_PATH"
+	case AccessRefused:
+		return "ACCESS_REFUSED"
+	case NotFound:
+		return "NOT_FOUND"
+	case ResourceLocked:
+		return "RESOURCE_LOCKED"
+	case PreconditionFailed:
+		return "PRECONDITION_FAILED"
+	case FrameError:
+		return "FRAME_ERROR"
+	case SyntaxError:
+		return "SYNTAX_ERROR"
+	case CommandInvalid:
+		return "COMMAND_INVALID"
+	case ChannelError:
+		return "CHANNEL_ERROR"
+	case UnexpectedFrame:
+		return "UNEXPECTED_FRAME"
+	case ResourceError:
+		return "RESOURCE_ERROR"
+	case NotAllowed:
+		return "NOT_ALLOWED"
+	case NotImplemented:
+		return "NOT_IMPLEMENTED"
+	case InternalError:
+		return "INTERNAL_ERROR"
+	}
+	return "ERROR"
+}

@@ -1,0 +1,495 @@
+package amqp
+
+// Durable state. Definitions (durable exchanges, queues, bindings) live in
+// the engine's metadata catalog under the namespaces amqp.x, amqp.q and
+// amqp.b. Persistent messages on durable queues share one internal log,
+// "amqp-queues" (small queues stay cheap: no file per queue):
+//
+//	record key "m": id u64 | nqueues u16 | queue shortstr... | exchange shortstr
+//	                | routing key shortstr | props longstr | body (rest)
+//	record key "r": queue shortstr | n u32 | id u64 ...   (removed: acked,
+//	                dropped, expired, dead-lettered, purged)
+//
+// Recovery replays the log: every message minus its removals goes back to
+// its queues, marked redelivered. A message is confirmed to the publisher
+// after its append completed (after fdatasync under flush=sync). The log
+// start moves past messages no queue holds any more (whole segments go).
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"quartet/engine"
+	"quartet/engine/exchange"
+	"quartet/engine/queue"
+	"quartet/segment"
+)
+
+const (
+	nsExchanges = "amqp.x"
+	nsQueues    = "amqp.q"
+	nsBindings  = "amqp.b"
+
+	removeFlushMax      = 4096
+	removeFlushInterval = 20 * time.Millisecond
+	compactInterval     = 5 * time.Second
+)
+
+type store struct {
+	e    *engine.Engine
+	vh   *vhost
+	log  *slog.Logger
+	l    *segment.Log
+	meta *engine.Meta
+
+	nextID atomic.Uint64
+	pool   sync.Pool
+
+	mu       sync.Mutex
+	live     map[uint64]*liveMsg
+	removes  map[string][]uint64
+	nremoves int
+	flushT   *time.Timer
+	closed   bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type liveMsg struct {
+	offset int64 // -1 until the append completed
+	refs   int
+}
+
+func openStore(e *engine.Engine, vh *vhost, log *slog.Logger) (*store, error) {
+	l, err := e.OpenInternalLog("amqp-queues")
+	if err != nil {
+		return nil, err
+	}
+	s := &store{e: e, vh: vh, log: log, l: l, meta: e.Meta(), live: map[uint64]*liveMsg{},
+		removes: map[string][]uint64{}, stop: make(chan struct{})}
+	s.pool.New = func() any { return new(segment.BatchBuilder) }
+	return s, nil
+}
+
+// ---- definitions ----
+
+func (s *store) saveExchange(x *exchange.Exchange) {
+	v := AppendTable(nil, Table{"type": x.Kind.String(), "auto_delete": x.AutoDelete, "internal": x.Internal,
+		"args": Table(x.Args)})
+	s.meta.Put(nsExchanges, x.Name, v, s.metaDone)
+}
+
+func (s *store) deleteExchange(name string) {
+	s.meta.Delete(nsExchanges, name, s.metaDone)
+	var gone []string
+	s.meta.Range(nsBindings, func(k string, v []byte) bool {
+		r := NewReader(v)
+		t := r.Table()
+		if t["src"] == name || (t["kind"] == "e" && t["dst"] == name) {
+			gone = append(gone, k)
+		}
+		return true
+	})
+	for _, k := range gone {
+		s.meta.Delete(nsBindings, k, s.metaDone)
+	}
+}
+
+func (s *store) saveQueue(vq *vqueue) {
+	cfg := vq.Config()
+	v := AppendTable(nil, Table{"auto_delete": cfg.AutoDelete, "args": vq.args})
+	s.meta.Put(nsQueues, vq.Name(), v, s.metaDone)
+}
+
+func (s *store) deleteQueue(vq *vqueue) {
+	s.meta.Delete(nsQueues, vq.Name(), s.metaDone)
+	var gone []string
+	s.meta.Range(nsBindings, func(k string, v []byte) bool {
+		r := NewReader(v)
+		t := r.Table()
+		if t["kind"] == "q" && t["dst"] == vq.Name() {
+			gone = append(gone, k)
+		}
+		return true
+	})
+	for _, k := range gone {
+		s.meta.Delete(nsBindings, k, s.metaDone)
+	}
+	if vq.stream != nil {
+		vq.stream.remove()
+	}
+}
+
+func bindingKey(src, dst string, e2e bool, key string, args Table) string {
+	kind := "q"
+	if e2e {
+		kind = "e"
+	}
+	keys := slices.Sorted(maps.Keys(args))
+	a := ""
+	for _, k := range keys {
+		a += fmt.Sprintf("%q=%v;", k, args[k])
+	}
+	return src + "\x00" + kind + "\x00" + dst + "\x00" + key + "\x00" + a
+}
+
+func (s *store) saveBinding(src, dst string, e2e bool, key string, args Table) {
+	kind := "q"
+	if e2e {
+		kind = "e"
+	}
+	v := AppendTable(nil, Table{"src": src, "dst": dst, "kind": kind, "key": key, "args": args})
+	s.meta.Put(nsBindings, bindingKey(src, dst, e2e, key, args), v, s.metaDone)
+}
+
+func (s *store) deleteBinding(src, dst string, e2e bool, key string, args Table) {
+	s.meta.Delete(nsBindings, bindingKey(src, dst, e2e, key, args), s.metaDone)
+}
+
+func (s *store) metaDone(err error) {
+	if err != nil {
+		s.log.Error("metadata write failed", "err", err)
+	}
+}
+
+// ---- messages ----
+
+type appendDone struct {
+	s    *store
+	id   uint64
+	done func(error)
+}
+
+func (a *appendDone) AppendDone(base int64, err error) {
+	if err == nil && a.id != 0 {
+		a.s.mu.Lock()
+		if lm := a.s.live[a.id]; lm != nil {
+			lm.offset = base
+		}
+		a.s.mu.Unlock()
+	}
+	if a.done != nil {
+		a.done(err)
+	}
+}
+
+// persist assigns m its ID and appends it for the durable queues qs; done
+// (may be nil) gets the outcome from the writer goroutine.
+func (s *store) persist(m *queue.Message, qs []*vqueue, done func(error)) {
+	id := s.nextID.Add(1)
+	m.ID = id
+	s.mu.Lock()
+	s.live[id] = &liveMsg{offset: -1, refs: len(qs)}
+	s.mu.Unlock()
+	bb := s.pool.Get().(*segment.BatchBuilder)
+	bb.Reset()
+	v := make([]byte, 0, 64+len(m.Props)+len(m.Body))
+	v = binary.BigEndian.AppendUint64(v, id)
+	v = binary.BigEndian.AppendUint16(v, uint16(len(qs)))
+	for _, q := range qs {
+		v = AppendShortStr(v, q.Name())
+	}
+	v = AppendShortStr(v, m.Exchange)
+	v = AppendShortStr(v, m.RoutingKey)
+	v = appendLong(v, uint32(len(m.Props)))
+	v = append(v, m.Props...)
+	v = append(v, m.Body...)
+	bb.Add(0, []byte("m"), v, nil)
+	err := s.l.Append(bb.Bytes(), &appendDone{s: s, id: id, done: done})
+	s.pool.Put(bb)
+	if err != nil && done != nil {
+		done(err)
+	}
+}
+
+// Remove implements queue.Store: it records that q no longer holds ids.
+func (s *store) Remove(q *queue.Queue, ids []uint64) {
+	s.mu.Lock()
+	for _, id := range ids {
+		if lm := s.live[id]; lm != nil {
+			if lm.refs--; lm.refs <= 0 {
+				delete(s.live, id)
+			}
+		}
+	}
+	s.removes[q.Name()] = append(s.removes[q.Name()], ids...)
+	s.nremoves += len(ids)
+	if s.nremoves >= removeFlushMax {
+		s.flushRemovesLocked()
+	} else if s.flushT == nil && !s.closed {
+		s.flushT = time.AfterFunc(removeFlushInterval, func() {
+			s.mu.Lock()
+			s.flushT = nil
+			s.flushRemovesLocked()
+			s.mu.Unlock()
+		})
+	}
+	s.mu.Unlock()
+}
+
+func (s *store) flushRemovesLocked() {
+	if s.nremoves == 0 {
+		return
+	}
+	bb := s.pool.Get().(*segment.BatchBuilder)
+	bb.Reset()
+	for name, ids := range s.removes {
+		v := AppendShortStr(nil, name)
+		v = appendLong(v, uint32(len(ids)))
+		for _, id := range ids {
+			v = binary.BigEndian.AppendUint64(v, id)
+		}
+		bb.Add(0, []byte("r"), v, nil)
+	}
+	clear(s.removes)
+	s.nremoves = 0
+	if err := s.l.Append(bb.Bytes(), nil); err != nil {
+		s.log.Error("queue ack log append failed", "err", err)
+	}
+	s.pool.Put(bb)
+}
+
+// compact moves the log start past messages no queue holds.
+func (s *store) compact() {
+	s.mu.Lock()
+	low := int64(-1)
+	for _, lm := range s.live {
+		if lm.offset < 0 {
+			s.mu.Unlock()
+			return // an append in flight: try next time
+		}
+		if low < 0 || lm.offset < low {
+			low = lm.offset
+		}
+	}
+	s.mu.Unlock()
+	if low < 0 {
+		low = s.l.HighWatermark()
+	}
+	if low > s.l.StartOffset() {
+		if err := s.l.DeleteBefore(low); err != nil {
+			s.log.Warn("queue log compaction", "err", err)
+		}
+	}
+}
+
+func (s *store) close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	if s.flushT != nil {
+		s.flushT.Stop()
+	}
+	s.flushRemovesLocked()
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	return nil
+}
+
+// ---- recovery ----
+
+type recMsg struct {
+	m      *queue.Message
+	queues []string
+	offset int64
+}
+
+func (s *store) recover() error {
+	vh := s.vh
+	// Exchanges first, then queues, then bindings.
+	s.meta.Range(nsExchanges, func(name string, v []byte) bool {
+		r := NewReader(v)
+		t := r.Table()
+		kind, err := exchange.ParseKind(fmt.Sprint(t["type"]))
+		if err != nil {
+			s.log.Warn("skipping stored exchange", "name", name, "err", err)
+			return true
+		}
+		args, _ := t["args"].(Table)
+		ad, _ := t["auto_delete"].(bool)
+		in, _ := t["internal"].(bool)
+		if _, _, err := vh.ex.Declare(name, kind, true, ad, in, exchange.Table(args)); err != nil {
+			s.log.Warn("skipping stored exchange", "name", name, "err", err)
+		}
+		return true
+	})
+	var qerr error
+	s.meta.Range(nsQueues, func(name string, v []byte) bool {
+		r := NewReader(v)
+		t := r.Table()
+		args, _ := t["args"].(Table)
+		ad, _ := t["auto_delete"].(bool)
+		cfg, vq, err := queueArgs(name, true, false, ad, args)
+		if err != nil {
+			s.log.Warn("skipping stored queue", "name", name, "err", err)
+			return true
+		}
+		vq.vh = vh
+		if err := vh.attach(vq, cfg); err != nil {
+			qerr = err
+			return false
+		}
+		vh.queues[name] = vq
+		vh.armExpiry(vq)
+		return true
+	})
+	if qerr != nil {
+		return qerr
+	}
+	s.meta.Range(nsBindings, func(_ string, v []byte) bool {
+		r := NewReader(v)
+		t := r.Table()
+		src, _ := t["src"].(string)
+		dst, _ := t["dst"].(string)
+		key, _ := t["key"].(string)
+		args, _ := t["args"].(Table)
+		sx, ok := vh.ex.Get(src)
+		if !ok {
+			return true
+		}
+		if t["kind"] == "e" {
+			if dx, ok := vh.ex.Get(dst); ok {
+				vh.ex.Bind(sx, dx, key, exchange.Table(args))
+			}
+		} else if q := vh.queues[dst]; q != nil {
+			vh.ex.Bind(sx, q, key, exchange.Table(args))
+		}
+		return true
+	})
+	// Messages.
+	msgs := map[uint64]*recMsg{}
+	var maxID uint64
+	start, hw, _ := s.l.Offsets()
+	var buf []byte
+	for off := start; off < hw; {
+		var err error
+		buf, err = s.l.ReadBytes(buf[:0], off, 1<<20)
+		if err != nil {
+			return fmt.Errorf("read queue log at %d: %w", off, err)
+		}
+		if len(buf) == 0 {
+			break
+		}
+		next := off
+		for rest := buf; len(rest) > 0; {
+			h, err := segment.ParseBatchHeader(rest)
+			if err != nil {
+				return err
+			}
+			size := h.Size()
+			if size > len(rest) {
+				break
+			}
+			err = segment.ForEachRecord(rest[:size], func(rec *segment.Record) error {
+				if rec.Offset < off {
+					return nil
+				}
+				s.replay(rec, msgs, &maxID)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			next = h.LastOffset() + 1
+			rest = rest[size:]
+		}
+		if next <= off {
+			break
+		}
+		off = next
+	}
+	s.nextID.Store(maxID)
+	ids := slices.Sorted(maps.Keys(msgs))
+	restore := map[*vqueue][]queue.Entry{}
+	n := 0
+	for _, id := range ids {
+		rm := msgs[id]
+		refs := 0
+		for _, qn := range rm.queues {
+			vq := vh.queues[qn]
+			if vq == nil || vq.stream != nil {
+				continue
+			}
+			restore[vq] = append(restore[vq], queue.Entry{Msg: rm.m, Redelivered: true})
+			refs++
+		}
+		if refs > 0 {
+			s.live[id] = &liveMsg{offset: rm.offset, refs: refs}
+			n++
+		}
+	}
+	for vq, es := range restore {
+		vq.Restore(es)
+	}
+	if n > 0 || len(vh.queues) > 0 {
+		s.log.Info("recovered durable queues", "queues", len(vh.queues), "messages", n)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(compactInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				s.compact()
+			}
+		}
+	}()
+	return nil
+}
+
+var errBadRecord = errors.New("amqp: bad queue log record")
+
+func (s *store) replay(rec *segment.Record, msgs map[uint64]*recMsg, maxID *uint64) {
+	r := NewReader(rec.Value)
+	switch string(rec.Key) {
+	case "m":
+		id := r.LongLong()
+		nq := int(r.Short())
+		var qs []string
+		for i := 0; i < nq && r.Err() == nil; i++ {
+			qs = append(qs, r.ShortStr())
+		}
+		ex := r.ShortStr()
+		key := r.ShortStr()
+		props := append([]byte(nil), r.LongStrBytes()...)
+		body := append([]byte(nil), r.Rest()...)
+		if r.Err() != nil {
+			s.log.Warn("skipping queue log record", "offset", rec.Offset, "err", errBadRecord)
+			return
+		}
+		info, _ := scanProps(props, false)
+		msgs[id] = &recMsg{m: &queue.Message{Exchange: ex, RoutingKey: key, Props: props, Body: body,
+			Priority: info.priority, TTL: info.ttl, Persistent: true, ID: id}, queues: qs, offset: rec.Offset}
+		*maxID = max(*maxID, id)
+	case "r":
+		qn := r.ShortStr()
+		n := int(r.Long())
+		for i := 0; i < n && r.Err() == nil; i++ {
+			id := r.LongLong()
+			if rm := msgs[id]; rm != nil {
+				if j := slices.Index(rm.queues, qn); j >= 0 {
+					rm.queues = slices.Delete(rm.queues, j, j+1)
+					if len(rm.queues) == 0 {
+						delete(msgs, id)
+					}
+				}
+			}
+		}
+	}
+}
