@@ -1,0 +1,33 @@
+// Package rocketmq serves the Apache RocketMQ remoting protocol: a name server
+// (9876) and a broker (10911), two netpoll Protocols of one Server, over the
+// shared engine.
+//
+// A RocketMQ topic is an engine topic whose partitions are its queues; queue
+// offsets are partition offsets. A message is one record of a RecordBatch v2:
+// the body is the record value, each property a header "rmq:<NAME>", and the
+// message's other fields headers "rmq@<field>" (flag, born timestamp and host,
+// sysFlag bits, reconsume times). The record timestamp is the store time.
+//
+// Remoting frame (big-endian):
+//
+//	+--------------+---------------------------+--------+------+
+//	| length int32 | serial<<24 | headerLen    | header | body |
+//	+--------------+---------------------------+--------+------+
+//
+// serial 0 is a JSON header, 1 the ROCKETMQ binary header:
+//
+//	code int16 | language int8 | version int16 | opaque int32 | flag int32 |
+//	remarkLen int32 | remark | extLen int32 | { keyLen int16 key valLen int32 val }*
+//
+// Responses use the request's serialization and echo its opaque; flag bit 0
+// marks a response, bit 1 a oneway request. Unknown request codes are answered
+// REQUEST_CODE_NOT_SUPPORTED (3).
+//
+// Physical ("commit log") offsets, which clients see inside offsetMsgId and
+// send back in CONSUMER_SEND_MSG_BACK and END_TRANSACTION, name a record in
+// the whole store: topic number (15 bits, kept in the metadata store) | queue
+// (8 bits) | queue offset (40 bits).
+//
+// Delayed messages go through engine/delay (one schedule partition per
+// level), transactional half messages through engine/txn.
+package rocketmq

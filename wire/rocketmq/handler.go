@@ -1,0 +1,175 @@
+package rocketmq
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"quartet/netpoll"
+)
+
+var errorsIs = errors.Is
+
+// handler serves one of the two listeners; the name server answers only the
+// name-server codes.
+type handler struct {
+	s      *Server
+	broker bool
+}
+
+// conn is the per-connection state (the netpoll context).
+type conn struct {
+	s      *Server
+	c      netpoll.Conn
+	broker bool
+	remote string
+	out    []byte // scratch for synchronous responses (loop only)
+}
+
+func (h *handler) OnOpen(c netpoll.Conn) any {
+	cn := &conn{s: h.s, c: c, broker: h.broker}
+	if a := c.RemoteAddr(); a != nil {
+		cn.remote = a.String()
+	}
+	return cn
+}
+
+func (h *handler) OnClose(c netpoll.Conn, err error) {
+	cn, ok := c.Context().(*conn)
+	if !ok || !cn.broker {
+		return
+	}
+	h.s.reg.dropConn(h.s, cn)
+}
+
+func (h *handler) OnFrame(c netpoll.Conn, frame []byte) error {
+	cn := c.Context().(*conn)
+	cmd, err := DecodeCommand(frame)
+	if err != nil {
+		h.s.log.Warn("bad frame, closing", "remote", cn.remote, "err", err)
+		return err
+	}
+	if cmd.IsResponse() {
+		return nil // answers to CHECK_TRANSACTION_STATE / NOTIFY_CONSUMER_IDS_CHANGED
+	}
+	if !cn.broker {
+		cn.namesrv(cmd)
+		return nil
+	}
+	cn.dispatch(cmd)
+	return nil
+}
+
+// respond builds the response skeleton for cmd.
+func respond(cmd *Command, code int16, remark string) *Out {
+	return &Out{Code: code, Opaque: cmd.Opaque, Flag: flagResponse, Remark: remark, Serial: cmd.Serial}
+}
+
+// reply writes out now (loop only). Requests flagged oneway get no answer.
+func (cn *conn) reply(cmd *Command, out *Out) {
+	if cmd.IsOneway() || out == nil {
+		return
+	}
+	cn.out = AppendCommand(cn.out[:0], out)
+	cn.c.Write(cn.out)
+	if cap(cn.out) > 64<<10 {
+		cn.out = nil
+	}
+}
+
+// later answers a request from another goroutine. RocketMQ matches
+// responses by opaque, so answers need no output-order slot (a parked pull
+// must not hold back the answers behind it): they are written through
+// Conn.Execute when ready.
+type later struct {
+	cn     *conn
+	opaque int32
+	serial byte
+	oneway bool
+	done   atomic.Bool
+}
+
+// later prepares an answer to cmd (loop only).
+func (cn *conn) later(cmd *Command) *later {
+	return &later{cn: cn, opaque: cmd.Opaque, serial: cmd.Serial, oneway: cmd.IsOneway()}
+}
+
+// fill sends out (any goroutine; only the first call counts).
+func (l *later) fill(out *Out) {
+	if l.oneway || !l.done.CompareAndSwap(false, true) {
+		return
+	}
+	if out == nil {
+		out = &Out{Code: respSystemError, Remark: "no response"}
+	}
+	out.Opaque, out.Flag, out.Serial = l.opaque, flagResponse, l.serial
+	b := AppendCommand(make([]byte, 0, 128+len(out.Body)), out)
+	_ = l.cn.c.Execute(func(c netpoll.Conn) { c.Write(b) })
+}
+
+// offLoop runs fn on a goroutine and answers with its result in order.
+func (cn *conn) offLoop(cmd *Command, fn func() *Out) {
+	l := cn.later(cmd)
+	go func() { l.fill(fn()) }()
+}
+
+// send writes a broker-initiated request to the client (any goroutine).
+func (cn *conn) send(code int16, ext []Field, body []byte) {
+	o := &Out{Code: code, Opaque: cn.s.opaque.Add(1), Ext: ext, Body: body, Serial: serialJSON}
+	b := AppendCommand(nil, o)
+	_ = cn.c.Execute(func(c netpoll.Conn) { c.Write(b) })
+}
+
+func (cn *conn) namesrv(cmd *Command) {
+	switch cmd.Code {
+	case codeGetRouteInfoByTopic, codeGetBrokerClusterInfo, codeGetAllTopicListFromNS:
+		cn.offLoop(cmd, func() *Out { return cn.s.nameServer(cmd) })
+	default:
+		cn.reply(cmd, notSupported(cmd))
+	}
+}
+
+func notSupported(cmd *Command) *Out {
+	return respond(cmd, respNotSupported, fmt.Sprintf("request code %d not supported", cmd.Code))
+}
+
+func (cn *conn) dispatch(cmd *Command) {
+	s := cn.s
+	switch cmd.Code {
+	case codeSendMessage, codeSendMessageV2, codeSendBatchMessage:
+		cn.sendMessage(cmd)
+	case codePullMessage:
+		cn.pullMessage(cmd)
+	case codeHeartBeat:
+		cn.reply(cmd, s.heartbeat(cn, cmd))
+	case codeUnregisterClient:
+		cn.reply(cmd, s.unregister(cn, cmd))
+	case codeGetConsumerListByGroup:
+		cn.reply(cmd, s.consumerList(cmd))
+	case codeQueryConsumerOffset:
+		cn.reply(cmd, s.queryConsumerOffset(cmd))
+	case codeUpdateConsumerOffset:
+		cn.reply(cmd, s.updateConsumerOffset(cmd))
+	case codeGetMaxOffset, codeGetMinOffset, codeGetEarliestMsgStoretime, codeSearchOffsetByTime:
+		cn.offLoop(cmd, func() *Out { return s.queueOffsets(cmd) })
+	case codeLockBatchMQ:
+		cn.reply(cmd, s.lockBatch(cmd))
+	case codeUnlockBatchMQ:
+		cn.reply(cmd, s.unlockBatch(cmd))
+	case codeConsumerSendMsgBack:
+		body := append([]byte(nil), cmd.Body...)
+		cmd.Body = body
+		cn.offLoop(cmd, func() *Out { return s.sendBack(cmd) })
+	case codeEndTransaction:
+		cn.offLoop(cmd, func() *Out { return s.endTransaction(cmd) })
+	case codeViewMessageByID:
+		cn.offLoop(cmd, func() *Out { return s.viewMessage(cmd) })
+	case codeUpdateCreateTopic:
+		cn.offLoop(cmd, func() *Out { return s.createTopic(cmd) })
+	case codeGetRouteInfoByTopic, codeGetBrokerClusterInfo, codeGetAllTopicListFromNS:
+		cn.offLoop(cmd, func() *Out { return s.nameServer(cmd) })
+	default:
+		s.log.Debug("request code not supported", "code", cmd.Code, "remote", cn.remote)
+		cn.reply(cmd, notSupported(cmd))
+	}
+}

@@ -1,0 +1,205 @@
+package rocketmq
+
+// QUERY_CONSUMER_OFFSET (14), UPDATE_CONSUMER_OFFSET (15), GET_MAX_OFFSET
+// (30), GET_MIN_OFFSET (31), GET_EARLIEST_MSG_STORETIME (32),
+// SEARCH_OFFSET_BY_TIMESTAMP (29). Consumer offsets live in the engine's
+// metadata store, namespace "offsets", in the same layout as Kafka groups
+// (key group 0x00 topic 0x00 queue; value offset int64 | epoch int32 |
+// commitMs int64), so a queue's committed offset is one fact for both.
+
+import (
+	"encoding/binary"
+	"strconv"
+	"sync"
+	"time"
+
+	"quartet/engine"
+	"quartet/segment"
+)
+
+const offsetsNamespace = "offsets"
+
+// metaStore is the part of the engine's metadata store used here.
+type metaStore interface {
+	Put(ns, key string, value []byte, done func(error))
+	Delete(ns, key string, done func(error))
+	Get(ns, key string) ([]byte, bool)
+	Range(ns string, fn func(key string, value []byte) bool)
+}
+
+type offsetStore struct {
+	meta metaStore
+	mu   sync.Mutex
+	last map[string]int64 // what we last wrote, to skip rewrites
+}
+
+func (o *offsetStore) init(m metaStore) {
+	o.meta = m
+	o.last = map[string]int64{}
+}
+
+func offsetKey(group, topic string, queue int) string {
+	return group + "\x00" + topic + "\x00" + strconv.Itoa(queue)
+}
+
+func (o *offsetStore) get(group, topic string, queue int) (int64, bool) {
+	v, ok := o.meta.Get(offsetsNamespace, offsetKey(group, topic, queue))
+	if !ok || len(v) < 8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(v)), true
+}
+
+func (o *offsetStore) put(group, topic string, queue int, off int64, log func(error)) {
+	k := offsetKey(group, topic, queue)
+	o.mu.Lock()
+	if prev, ok := o.last[k]; ok && prev == off {
+		o.mu.Unlock()
+		return
+	}
+	o.last[k] = off
+	o.mu.Unlock()
+	v := make([]byte, 20)
+	binary.BigEndian.PutUint64(v, uint64(off))
+	binary.BigEndian.PutUint32(v[8:], 0xFFFFFFFF)
+	binary.BigEndian.PutUint64(v[12:], uint64(time.Now().UnixMilli()))
+	o.meta.Put(offsetsNamespace, k, v, func(err error) {
+		if err != nil {
+			log(err)
+		}
+	})
+}
+
+func (s *Server) queryConsumerOffset(cmd *Command) *Out {
+	off, ok := s.offs.get(cmd.Str("consumerGroup"), cmd.Str("topic"), int(cmd.Int("queueId")))
+	if !ok {
+		return respond(cmd, respQueryNotFound, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first")
+	}
+	out := respond(cmd, respSuccess, "")
+	out.SetInt("offset", off)
+	return out
+}
+
+func (s *Server) updateConsumerOffset(cmd *Command) *Out {
+	off, ok := cmd.IntOK("commitOffset")
+	if !ok || off < 0 {
+		return respond(cmd, respSystemError, "bad commitOffset")
+	}
+	s.offs.put(cmd.Str("consumerGroup"), cmd.Str("topic"), int(cmd.Int("queueId")), off, s.logMetaErr)
+	return respond(cmd, respSuccess, "")
+}
+
+func (s *Server) logMetaErr(err error) { s.log.Warn("metadata write failed", "err", err) }
+
+// partition resolves topic/queue.
+func (s *Server) partition(topic string, queue int) (*engine.Partition, bool) {
+	t, ok := s.e.Topic(topic)
+	if !ok {
+		return nil, false
+	}
+	ps := t.Partitions()
+	if queue < 0 || queue >= len(ps) {
+		return nil, false
+	}
+	return ps[queue], true
+}
+
+func (s *Server) queueOffsets(cmd *Command) *Out {
+	p, ok := s.partition(cmd.Str("topic"), int(cmd.Int("queueId")))
+	out := respond(cmd, respSuccess, "")
+	switch cmd.Code {
+	case codeGetMaxOffset:
+		var v int64
+		if ok {
+			v = p.HighWatermark()
+		}
+		out.SetInt("offset", v)
+	case codeGetMinOffset:
+		var v int64
+		if ok {
+			v = p.StartOffset()
+		}
+		out.SetInt("offset", v)
+	case codeSearchOffsetByTime:
+		var v int64
+		if ok {
+			v = p.HighWatermark()
+			if o, err := p.OffsetForTime(cmd.Int("timestamp")); err == nil && o >= 0 {
+				v = o
+			}
+		}
+		out.SetInt("offset", v)
+	case codeGetEarliestMsgStoretime:
+		var ts int64 = -1
+		if ok {
+			if b, err := p.ReadBytes(nil, p.StartOffset(), 64<<10); err == nil {
+				_ = forEachRecord(b, func(r *segment.Record) error {
+					ts = r.Timestamp
+					return errStop
+				})
+			}
+		}
+		if ts < 0 {
+			return respond(cmd, respSystemError, "no message in queue")
+		}
+		out.SetInt("timestamp", ts)
+	}
+	return out
+}
+
+// --- topic numbers (for physical offsets) ---
+
+const topicNoNamespace = "rmq.topicno"
+
+type topicNumbers struct {
+	mu   sync.Mutex
+	meta metaStore
+	byNo map[int]string
+	no   map[string]int
+	next int
+}
+
+func (t *topicNumbers) load(m metaStore) error {
+	t.meta = m
+	t.byNo = map[int]string{}
+	t.no = map[string]int{}
+	t.next = 1
+	m.Range(topicNoNamespace, func(k string, v []byte) bool {
+		n, err := strconv.Atoi(string(v))
+		if err == nil && n > 0 {
+			t.byNo[n] = k
+			t.no[k] = n
+			if n >= t.next {
+				t.next = n + 1
+			}
+		}
+		return true
+	})
+	return nil
+}
+
+// number returns topic's number, assigning one (durably) on first use; 0
+// when the number space is exhausted.
+func (t *topicNumbers) number(topic string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n, ok := t.no[topic]; ok {
+		return n
+	}
+	if t.next > physTopicMax {
+		return 0
+	}
+	n := t.next
+	t.next++
+	t.no[topic] = n
+	t.byNo[n] = topic
+	t.meta.Put(topicNoNamespace, topic, []byte(strconv.Itoa(n)), func(error) {})
+	return n
+}
+
+func (t *topicNumbers) topic(n int) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	name, ok := t.byNo[n]
+	return name, ok
+}
