@@ -290,7 +290,7 @@ func (w *writerCore) run(init func() error, exec func(), fini func(), ready chan
 // not gather.
 func (w *writerCore) gather() {
 	want := w.lastReqs
-	if !w.lastSynced || want <= 1 || w.closed {
+	if !w.lastSynced || want <= 1 {
 		return
 	}
 	if int(w.queued.Load()) >= want {

@@ -545,3 +545,48 @@ func TestWriterZeroAlloc(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterManyOps: a round with more ops than the ring has SQEs (many FDs,
+// and one FD with a chain of non-contiguous writes longer than the ring).
+func TestWriterManyOps(t *testing.T) {
+	writerModes(t, func(t *testing.T, mode IOMode) {
+		w := startWriter(t, mode, nil)
+		const nfiles = 150
+		files := make([]*os.File, nfiles)
+		for i := range files {
+			files[i] = openTemp(t, fmt.Sprintf("f%d", i))
+		}
+		gt := newGate(int(files[0].Fd()))
+		gt.hold(w)
+		c := newCollector()
+		for i, f := range files {
+			w.Submit(c.req(int(f.Fd()), 0, []byte(fmt.Sprintf("file-%03d", i)), true))
+		}
+		// 600 writes with 1-byte gaps on one fd: 600 ops in one chain.
+		long := files[0]
+		want := []byte("file-000")
+		for i := range 600 {
+			pos := int64(8 + 2*i)
+			w.Submit(c.req(int(long.Fd()), pos+1, []byte{byte('A' + i%26)}, i%100 == 99))
+			want = append(want, 0, byte('A'+i%26))
+		}
+		close(gt.release)
+		c.check(t)
+		for r, res := range c.got {
+			if res.err != nil {
+				t.Fatalf("fd %d pos %d: %v", r.FD, r.Pos, res.err)
+			}
+		}
+		for i, f := range files[1:] {
+			if got := string(fileBytes(t, f)); got != fmt.Sprintf("file-%03d", i+1) {
+				t.Fatalf("file %d = %q", i+1, got)
+			}
+		}
+		if got := fileBytes(t, long); !bytes.Equal(got, want) {
+			t.Fatalf("long chain file differs: %d bytes, want %d", len(got), len(want))
+		}
+		if st := w.Stats(); st.Fsyncs != nfiles {
+			t.Fatalf("fsyncs %d, want %d", st.Fsyncs, nfiles)
+		}
+	})
+}
