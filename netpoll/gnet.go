@@ -1,0 +1,443 @@
+package netpoll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// gnetEngine is one gnet engine serving one or more plain-TCP listeners.
+type gnetEngine struct {
+	gnet.BuiltinEventEngine
+	srv       *Server
+	listeners []*listenerState
+	addrs     []string // host:port as given to gnet
+
+	eng    gnet.Engine
+	booted chan struct{}
+	done   chan error
+
+	mu     sync.RWMutex
+	byPort map[int]*listenerState
+	loops  map[gnet.EventLoop]*loopState
+}
+
+func newGnetEngine(s *Server, ls []*listenerState) *gnetEngine {
+	return &gnetEngine{
+		srv: s, listeners: ls,
+		booted: make(chan struct{}), done: make(chan error, 1),
+		byPort: make(map[int]*listenerState), loops: make(map[gnet.EventLoop]*loopState),
+	}
+}
+
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(string, ...any)     {}
+func (g gnetLogger) Infof(string, ...any)      {}
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+
+func (e *gnetEngine) start() error {
+	cfg := &e.srv.cfg
+	var urls []string
+	for _, ls := range e.listeners {
+		host, port, err := net.SplitHostPort(ls.Addr)
+		if err != nil {
+			return fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
+		}
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		if port == "0" {
+			// gnet cannot tell two listeners on "host:0" apart; pick the
+			// port here.
+			l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+			if err != nil {
+				return fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
+			}
+			port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+			_ = l.Close()
+		}
+		a := net.JoinHostPort(host, port)
+		e.addrs = append(e.addrs, a)
+		urls = append(urls, "tcp://"+a)
+		if p, _ := strconv.Atoi(port); p != 0 {
+			e.byPort[p] = ls
+		}
+	}
+	opts := []gnet.Option{
+		gnet.WithNumEventLoop(cfg.Loops),
+		gnet.WithMulticore(true),
+		gnet.WithReusePort(false),
+		gnet.WithReuseAddr(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReadBufferCap(cfg.ReadBufferBytes),
+		gnet.WithWriteBufferCap(64 << 10),
+		gnet.WithLogger(gnetLogger{cfg.Logger}),
+	}
+	if cfg.SocketRecvBufferBytes > 0 {
+		opts = append(opts, gnet.WithSocketRecvBuffer(cfg.SocketRecvBufferBytes))
+	}
+	if cfg.SocketSendBufferBytes > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(cfg.SocketSendBufferBytes))
+	}
+	go func() { e.done <- gnet.Rotate(e, urls, opts...) }()
+	select {
+	case <-e.booted:
+	case err := <-e.done:
+		e.done <- err
+		return fmt.Errorf("netpoll: gnet: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, ls := range e.listeners {
+		fd, err := e.eng.DupListener("tcp", e.addrs[i])
+		if err != nil {
+			return fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
+		}
+		sa, err := unix.Getsockname(fd)
+		_ = unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
+		}
+		ta := sockaddrToTCP(sa)
+		ls.addr = ta
+		e.byPort[ta.Port] = ls
+	}
+	return nil
+}
+
+func (e *gnetEngine) stop(ctx context.Context) error {
+	select {
+	case <-e.booted:
+	default:
+		return nil
+	}
+	go func() { _ = e.eng.Stop(context.Background()) }()
+	select {
+	case err := <-e.done:
+		e.done <- err
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sockaddrToTCP(sa unix.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: append(net.IP(nil), a.Addr[:]...), Port: a.Port}
+	}
+	return &net.TCPAddr{}
+}
+
+func (e *gnetEngine) OnBoot(eng gnet.Engine) gnet.Action {
+	e.eng = eng
+	close(e.booted)
+	return gnet.None
+}
+
+// loopFor returns the loopState of gc's event loop, creating it on first use.
+func (e *gnetEngine) loopFor(gc gnet.Conn) *loopState {
+	el := gc.EventLoop()
+	e.mu.RLock()
+	lp := e.loops[el]
+	e.mu.RUnlock()
+	if lp != nil {
+		return lp
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if lp = e.loops[el]; lp != nil {
+		return lp
+	}
+	lp = &loopState{epfd: gnetPollFD(gc)}
+	lp.wheel = newWheel(e.srv.cfg.TimerTick, func(batch []*wheelTimer) {
+		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			for _, t := range batch {
+				t.run()
+			}
+			lp.flushDirty()
+			for _, t := range batch {
+				t.c.afterOutput()
+			}
+			return nil
+		}))
+	})
+	e.loops[el] = lp
+	e.srv.addWheel(lp.wheel)
+	return lp
+}
+
+// gnetPollFD digs the epoll fd of gc's loop out of gnet (v2.9.7) so reads
+// can be paused: gnet has no API to stop reading a connection.
+func gnetPollFD(gc gnet.Conn) (fd int) {
+	defer func() {
+		if recover() != nil {
+			fd = -1
+		}
+	}()
+	v := reflect.ValueOf(gc).Elem().FieldByName("loop").Elem().FieldByName("poller").Elem().FieldByName("fd")
+	return int(v.Int())
+}
+
+func (e *gnetEngine) listenerFor(gc gnet.Conn) (*listenerState, *net.TCPAddr) {
+	sa, err := unix.Getsockname(gc.Fd())
+	if err != nil {
+		return nil, nil
+	}
+	la := sockaddrToTCP(sa)
+	e.mu.RLock()
+	ls := e.byPort[la.Port]
+	e.mu.RUnlock()
+	if ls == nil && len(e.listeners) == 1 {
+		ls = e.listeners[0]
+	}
+	return ls, la
+}
+
+func (e *gnetEngine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	ls, la := e.listenerFor(gc)
+	if ls == nil || !e.srv.admit(ls) {
+		return nil, gnet.Close
+	}
+	cfg := &e.srv.cfg
+	if cfg.SocketSendBufferBytes > 0 {
+		_ = gc.SetWriteBuffer(cfg.SocketSendBufferBytes)
+	}
+	if cfg.SocketRecvBufferBytes > 0 {
+		_ = gc.SetReadBuffer(cfg.SocketRecvBufferBytes)
+	}
+	lp := e.loopFor(gc)
+	c := &conn{srv: e.srv, ls: ls, proto: ls.Protocol, lp: lp, local: la, remote: gc.RemoteAddr()}
+	c.tr = &gnetTransport{gc: gc, c: c, fd: gc.Fd(), lp: lp}
+	gc.SetContext(c)
+	c.open()
+	lp.flushDirty()
+	c.afterOutput()
+	return nil, gnet.None
+}
+
+func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil {
+		return gnet.Close
+	}
+	if c.closed.Load() {
+		return gnet.None
+	}
+	t := c.tr.(*gnetTransport)
+	in := gc.InboundBuffered()
+	if d := in - t.inPrev; d > 0 {
+		c.ls.stats.BytesIn.Add(int64(d))
+		c.lastRead = c.now()
+	}
+	switch {
+	case c.closing:
+		_, _ = gc.Discard(in)
+	case c.readsPaused():
+		t.readsOn = true // gnet may have re-armed EPOLLIN; take it off again
+		t.setReads(false)
+	case in > 0:
+		buf, _ := gc.Peek(-1)
+		n, err := c.processFrames(buf)
+		if n > 0 {
+			_, _ = gc.Discard(n)
+		}
+		if err != nil {
+			c.beginClose(err)
+		}
+	}
+	t.inPrev = gc.InboundBuffered()
+	c.lp.flushDirty()
+	c.afterOutput()
+	return gnet.None
+}
+
+func (e *gnetEngine) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil {
+		return gnet.None
+	}
+	gc.SetContext(nil)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	c.onClosed(err)
+	c.lp.flushDirty()
+	return gnet.None
+}
+
+type gnetTransport struct {
+	gc      gnet.Conn
+	c       *conn
+	fd      int
+	lp      *loopState
+	inPrev  int
+	readsOn bool // false means "as gnet left it" until first setReads
+	off     bool
+}
+
+func (t *gnetTransport) send(bufs [][]byte) {
+	if len(bufs) == 1 {
+		_, _ = t.gc.Write(bufs[0])
+	} else {
+		_, _ = t.gc.Writev(bufs)
+	}
+	for _, b := range bufs {
+		putBuf(b)
+	}
+}
+
+func (t *gnetTransport) pending() int { return t.gc.OutboundBuffered() }
+func (t *gnetTransport) inbound() int { return t.gc.InboundBuffered() }
+func (t *gnetTransport) polled() bool { return true }
+
+func (t *gnetTransport) execute(fn func()) error {
+	return t.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		fn()
+		return nil
+	}))
+}
+
+func (t *gnetTransport) wake() { _ = t.gc.Wake(nil) }
+
+func (t *gnetTransport) shutdown() { _ = t.gc.Close() }
+
+// setReads adds or removes EPOLLIN for the socket in the loop's epoll set,
+// keeping EPOLLOUT while gnet has output queued. gnet re-adds EPOLLIN when
+// its outbound buffer drains; OnTraffic then takes it off again.
+func (t *gnetTransport) setReads(on bool) {
+	if t.lp.epfd < 0 || t.c.closed.Load() {
+		return
+	}
+	var ev uint32
+	if on {
+		ev = unix.EPOLLIN | unix.EPOLLPRI
+	}
+	if t.gc.OutboundBuffered() > 0 {
+		ev |= unix.EPOLLOUT
+	}
+	_ = unix.EpollCtl(t.lp.epfd, unix.EPOLL_CTL_MOD, t.fd, &unix.EpollEvent{Fd: int32(t.fd), Events: ev})
+}
+
+// sendFile: with gnet's outbound buffer empty, sendfile(2) with an explicit
+// offset; what the socket does not take is read from the page cache into
+// gnet's outbound buffer so later output stays behind it.
+func (t *gnetTransport) sendFile(s *Slot) {
+	c := t.c
+	if c.closed.Load() {
+		s.finish(ErrClosed)
+		return
+	}
+	off, n := s.off, s.n
+	var err error
+	if n >= int64(c.srv.cfg.CopyThresholdBytes) && n > 0 {
+		if t.gc.OutboundBuffered() > 0 {
+			_ = t.gc.Flush()
+		}
+		if t.gc.OutboundBuffered() == 0 && !c.closed.Load() {
+			var sent int64
+			sent, err = sendfileRange(t.fd, s, &off, n)
+			n -= sent
+			c.ls.stats.SendfileBytes.Add(sent)
+			c.ls.stats.BytesOut.Add(sent)
+		}
+	}
+	if err == nil && n > 0 {
+		var copied int64
+		copied, err = t.copyRange(s, off, n)
+		c.ls.stats.CopiedBytes.Add(copied)
+		c.ls.stats.BytesOut.Add(copied)
+	}
+	s.finish(err)
+	if err != nil {
+		c.closeErr = err
+		t.shutdown()
+	}
+}
+
+// sendfileRange sends until done or EAGAIN.
+func sendfileRange(sock int, s *Slot, off *int64, n int64) (sent int64, err error) {
+	rc, err := s.f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	cerr := rc.Control(func(ffd uintptr) {
+		for n > 0 {
+			chunk := n
+			if chunk > 1<<30 {
+				chunk = 1 << 30
+			}
+			w, e := unix.Sendfile(sock, int(ffd), off, int(chunk))
+			if w > 0 {
+				sent += int64(w)
+				n -= int64(w)
+			}
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return
+			case e != nil:
+				err = e
+				return
+			case w == 0:
+				err = io.ErrUnexpectedEOF
+				return
+			}
+		}
+	})
+	if err == nil {
+		err = cerr
+	}
+	return sent, err
+}
+
+const copyChunkBytes = 64 << 10
+
+func (t *gnetTransport) copyRange(s *Slot, off, n int64) (int64, error) {
+	buf := getBuf(copyChunkBytes)
+	defer putBuf(buf)
+	var done int64
+	for n > 0 && !t.c.closed.Load() {
+		k := int64(cap(buf))
+		if k > n {
+			k = n
+		}
+		r, err := s.f.ReadAt(buf[:k], off)
+		if r > 0 {
+			if _, werr := t.gc.Write(buf[:r]); werr != nil {
+				return done, werr
+			}
+			off += int64(r)
+			n -= int64(r)
+			done += int64(r)
+		}
+		if err != nil && n > 0 {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return done, err
+		}
+	}
+	if n > 0 {
+		return done, ErrClosed
+	}
+	return done, nil
+}
+
+var _ = time.Second
