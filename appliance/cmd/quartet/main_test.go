@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const testVersion = "v0.0.0-test"
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// binary builds the quartet command once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "quartet-bin-")
+		if buildErr != nil {
+			return
+		}
+		buildBin = filepath.Join(buildDir, "quartet")
+		cmd := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", buildBin, ".")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary(t), "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(out), "quartet "+testVersion+" ") {
+		t.Fatalf("version output %q", out)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"version"}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "quartet dev ") {
+		t.Fatalf("run version: %d %q", code, stdout.String())
+	}
+	if code := run([]string{"frobnicate"}, &stdout, &stderr); code != 2 {
+		t.Fatalf("unknown command exit %d", code)
+	}
+	if code := run([]string{"serve", "--flush", "maybe"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "flush") {
+		t.Fatalf("bad flag: exit %d, %q", code, stderr.String())
+	}
+}
+
+// daemon is a running `quartet serve` on ephemeral loopback ports.
+type daemon struct {
+	cmd   *exec.Cmd
+	addrs map[string]string // from the ready line
+	log   *syncBuffer
+	done  chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDaemon runs the binary with every listener on 127.0.0.1:0 and waits
+// for its `ready` log line.
+func startDaemon(t *testing.T, env []string, extra ...string) *daemon {
+	t.Helper()
+	args := []string{"serve", "--data-dir", t.TempDir(),
+		"--kafka", "127.0.0.1:0", "--amqp", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtt-ws", "127.0.0.1:0",
+		"--rocketmq-namesrv", "127.0.0.1:0", "--rocketmq-broker", "127.0.0.1:0", "--http", "127.0.0.1:0"}
+	cmd := exec.Command(binary(t), append(args, extra...)...)
+	cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	d := &daemon{cmd: cmd, log: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = io.MultiWriter(pw, d.log)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- cmd.Wait(); pw.Close() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.log.String())
+		}
+	})
+	ready := make(chan map[string]string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if !sent && strings.Contains(line, " msg=ready ") {
+				ready <- parseKV(line)
+				sent = true
+			}
+		}
+		if !sent {
+			close(ready)
+		}
+	}()
+	select {
+	case a, ok := <-ready:
+		if !ok {
+			t.Fatal("daemon exited before ready")
+		}
+		d.addrs = a
+	case <-time.After(30 * time.Second):
+		t.Fatal("no ready line within 30s")
+	}
+	return d
+}
+
+func parseKV(line string) map[string]string {
+	m := map[string]string{}
+	for _, f := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			m[k] = strings.Trim(v, `"`)
+		}
+	}
+	return m
+}
+
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
+}
+
+// TestNotifySocket starts the daemon as systemd would for Type=notify and
+// sees READY=1 (and a watchdog ping), then after SIGTERM STOPPING=1 and
+// exit status 0.
+func TestNotifySocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			for _, l := range strings.Split(string(buf[:n]), "\n") {
+				msgs <- l
+			}
+		}
+	}()
+	await := func(want string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case m := <-msgs:
+				if m == want {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s on NOTIFY_SOCKET", want)
+			}
+		}
+	}
+	d := startDaemon(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=200000"})
+	await("READY=1")
+	await("WATCHDOG=1")
+	for _, k := range []string{"kafka", "amqp", "mqtt", "mqtt_ws", "rocketmq_namesrv", "rocketmq_broker", "http"} {
+		if d.addrs[k] == "" {
+			t.Errorf("ready line lacks %s: %v", k, d.addrs)
+		}
+	}
+	d.stop(t)
+	await("STOPPING=1")
+}
+
+// scrape returns the samples of /metrics as "name{labels}" -> value.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad sample %q", line)
+		}
+		m[line[:i]] = v
+	}
+	return m
+}
+
+// sum adds the samples of name whose labels contain every want pair.
+func sum(m map[string]float64, name string, want ...string) float64 {
+	total := 0.0
+	for k, v := range m {
+		n, labels, _ := strings.Cut(k, "{")
+		if n != name {
+			continue
+		}
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(labels, w)
+		}
+		if ok {
+			total += v
+		}
+	}
+	return total
+}
+
+func TestHealthAndReady(t *testing.T) {
+	d := startDaemon(t, nil)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + d.addrs["http"] + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %s", p, resp.Status)
+		}
+	}
+	d.stop(t)
+}
