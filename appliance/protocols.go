@@ -1,22 +1,158 @@
 package appliance
 
 import (
+	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
+	"strings"
 
 	"quartet/engine"
+	"quartet/netpoll"
+	"quartet/wire/amqp"
+	"quartet/wire/kafka"
+	"quartet/wire/mqtt"
+	"quartet/wire/rocketmq"
 )
 
 // startProtocols builds the wire server of every protocol that has an
-// enabled listener and collects its netpoll listeners. A protocol whose
-// package is not built yet is not opened, and the log says so.
+// enabled listener and collects its netpoll listeners.
 func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*protocolSet, error) {
 	p := &protocolSet{}
 	ls := &cfg.Listeners
-	for _, nl := range ls.All() {
-		if !nl.Enabled() || nl.Protocol == "http" {
-			continue
+	fail := func(err error) (*protocolSet, error) {
+		p.close(logger)
+		return nil, err
+	}
+
+	if ls.Kafka.Enabled() || ls.KafkaTLS.Enabled() {
+		kc := kafka.Config{
+			DisableAutoCreate: !cfg.Kafka.AutoCreateTopics,
+			DefaultPartitions: cfg.Kafka.DefaultPartitions,
+			FrameBytesMax:     int(cfg.Limits.KafkaFrameBytesMax),
 		}
-		logger.Warn("listener not opened: protocol not built yet", "listener", nl.Name, "addr", nl.Addr)
+		if cfg.Kafka.AdvertisedAddr != "" {
+			host, port, err := splitHostPort(cfg.Kafka.AdvertisedAddr)
+			if err != nil {
+				return fail(fmt.Errorf("%w: kafka.advertised_addr: %v", ErrConfig, err))
+			}
+			kc.AdvertisedHost, kc.AdvertisedPort = host, port
+		}
+		srv, err := kafka.New(eng, kc, logger)
+		if err != nil {
+			return fail(err)
+		}
+		p.closers = append(p.closers, srv.Close)
+		if err := p.addListener("kafka", ls.Kafka, srv.Protocol(), nil); err != nil {
+			return fail(err)
+		}
+		if err := p.addListener("kafka_tls", ls.KafkaTLS, srv.Protocol(), nil); err != nil {
+			return fail(err)
+		}
+	}
+
+	if ls.AMQP.Enabled() || ls.AMQPTLS.Enabled() {
+		users := map[string]string{}
+		for _, u := range cfg.Users {
+			if servesProtocol(u, "amqp") {
+				users[u.Name] = u.Password
+			}
+		}
+		srv, err := amqp.New(eng, amqp.Config{
+			FrameMax:   int(cfg.Limits.AMQPFrameBytesMax),
+			ChannelMax: cfg.AMQP.ChannelsMax,
+			Heartbeat:  cfg.AMQP.Heartbeat,
+			Users:      users,
+		}, logger)
+		if err != nil {
+			return fail(err)
+		}
+		p.closers = append(p.closers, srv.Close)
+		if err := p.addListener("amqp", ls.AMQP, srv.Protocol(), nil); err != nil {
+			return fail(err)
+		}
+		if err := p.addListener("amqp_tls", ls.AMQPTLS, srv.Protocol(), nil); err != nil {
+			return fail(err)
+		}
+	}
+
+	if ls.MQTT.Enabled() || ls.MQTTTLS.Enabled() || ls.MQTTWS.Enabled() {
+		srv, err := mqtt.New(eng, mqtt.Config{
+			PacketBytesMax:      int(cfg.Limits.MQTTPacketBytesMax),
+			InflightMessagesMax: cfg.MQTT.InflightMessagesMax,
+		}, logger)
+		if err != nil {
+			return fail(err)
+		}
+		p.closers = append(p.closers, srv.Close)
+		for _, l := range []struct {
+			name string
+			l    Listener
+			ws   *netpoll.WebSocketConfig
+		}{
+			{"mqtt", ls.MQTT, nil},
+			{"mqtt_tls", ls.MQTTTLS, nil},
+			{"mqtt_ws", ls.MQTTWS, &netpoll.WebSocketConfig{Path: "/mqtt", Subprotocols: []string{"mqtt"}}},
+		} {
+			if err := p.addListener(l.name, l.l, srv.Protocol(), l.ws); err != nil {
+				return fail(err)
+			}
+		}
+	}
+
+	if ls.RocketMQNamesrv.Enabled() || ls.RocketMQBroker.Enabled() {
+		srv, err := rocketmq.New(eng, rocketmq.Config{
+			BrokerAddr:               cfg.RocketMQ.AdvertisedAddr,
+			ClusterName:              cfg.RocketMQ.ClusterName,
+			BrokerName:               cfg.RocketMQ.BrokerName,
+			AutoCreateTopics:         cfg.RocketMQ.AutoCreateTopics,
+			QueuesPerTopic:           cfg.RocketMQ.QueuesPerTopic,
+			MessageBytesMax:          int(cfg.RocketMQ.MessageBytesMax),
+			DelayLevels:              cfg.RocketMQ.DelayLevels,
+			TransactionCheckInterval: cfg.RocketMQ.TransactionCheckInterval,
+		}, logger)
+		if err != nil {
+			return fail(err)
+		}
+		p.closers = append(p.closers, srv.Close)
+		if err := p.addListener("rocketmq_namesrv", ls.RocketMQNamesrv, srv.NamesrvProtocol(), nil); err != nil {
+			return fail(err)
+		}
+		if err := p.addListener("rocketmq_broker", ls.RocketMQBroker, srv.BrokerProtocol(), nil); err != nil {
+			return fail(err)
+		}
+		if cfg.RocketMQ.AdvertisedAddr == "" {
+			p.onBound = append(p.onBound, func(bound map[string]string) {
+				if a, ok := bound["rocketmq_broker"]; ok {
+					srv.SetBrokerAddr(a)
+				}
+			})
+		}
 	}
 	return p, nil
+}
+
+// servesProtocol reports whether user u may log in over proto.
+func servesProtocol(u User, proto string) bool {
+	if len(u.Protocols) == 0 {
+		return true
+	}
+	for _, p := range u.Protocols {
+		if strings.EqualFold(p, proto) {
+			return true
+		}
+	}
+	return false
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return h, port, nil
 }

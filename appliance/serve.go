@@ -2,10 +2,8 @@ package appliance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sort"
 	"strings"
 	"time"
@@ -172,14 +170,3 @@ func (p *protocolSet) addListener(name string, l Listener, proto *netpoll.Protoc
 	return nil
 }
 
-var errNotBuilt = errors.New("not built yet")
-
-func hostPort(addr string) (string, int) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr, 0
-	}
-	var port int
-	fmt.Sscan(p, &port)
-	return h, port
-}
