@@ -35,9 +35,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// binary builds the quartet command once per test run.
+// binary builds the quartet command once per test run. QUARTET_BIN names a
+// prebuilt binary to test instead (for example an installed one, or one
+// built with other flags); TestVersion then expects its own version.
 func binary(t *testing.T) string {
 	t.Helper()
+	if b := os.Getenv("QUARTET_BIN"); b != "" {
+		return b
+	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "quartet-bin-")
 		if buildErr != nil {
@@ -61,7 +66,7 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(out), "quartet "+testVersion+" ") {
+	if !strings.HasPrefix(string(out), "quartet "+testVersion+" ") && os.Getenv("QUARTET_BIN") == "" {
 		t.Fatalf("version output %q", out)
 	}
 	var stdout, stderr bytes.Buffer
@@ -79,6 +84,7 @@ func TestVersion(t *testing.T) {
 // daemon is a running `quartet serve` on ephemeral loopback ports.
 type daemon struct {
 	cmd   *exec.Cmd
+	pid   int               // the daemon (differs from cmd's under a wrapper)
 	addrs map[string]string // from the ready line
 	log   *syncBuffer
 	done  chan error
@@ -105,10 +111,18 @@ func (s *syncBuffer) String() string {
 // for its `ready` log line.
 func startDaemon(t *testing.T, env []string, extra ...string) *daemon {
 	t.Helper()
-	args := []string{"serve", "--data-dir", t.TempDir(),
+	return startDaemonWrapped(t, env, nil, extra...)
+}
+
+// startDaemonWrapped runs the daemon under wrapper (for example strace);
+// signals then go to the wrapper's child.
+func startDaemonWrapped(t *testing.T, env, wrapper []string, extra ...string) *daemon {
+	t.Helper()
+	args := []string{binary(t), "serve", "--data-dir", t.TempDir(),
 		"--kafka", "127.0.0.1:0", "--amqp", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtt-ws", "127.0.0.1:0",
 		"--rocketmq-namesrv", "127.0.0.1:0", "--rocketmq-broker", "127.0.0.1:0", "--http", "127.0.0.1:0"}
-	cmd := exec.Command(binary(t), append(args, extra...)...)
+	argv := append(append(wrapper, args...), extra...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	d := &daemon{cmd: cmd, log: &syncBuffer{}, done: make(chan error, 1)}
@@ -147,6 +161,15 @@ func startDaemon(t *testing.T, env []string, extra ...string) *daemon {
 			t.Fatal("daemon exited before ready")
 		}
 		d.addrs = a
+		d.pid = cmd.Process.Pid
+		if len(wrapper) > 0 {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", d.pid, d.pid))
+			f := strings.Fields(string(b))
+			if err != nil || len(f) == 0 {
+				t.Fatalf("no child of the wrapper: %v", err)
+			}
+			d.pid, _ = strconv.Atoi(f[0])
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no ready line within 30s")
 	}
@@ -165,7 +188,7 @@ func parseKV(line string) map[string]string {
 
 func (d *daemon) stop(t *testing.T) {
 	t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(d.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -23,12 +23,40 @@ func TestMetricsMove(t *testing.T) {
 	}
 	d := startDaemon(t, nil)
 	before := scrape(t, d.addrs["http"])
+	exercise(t, d.addrs)
+	after := scrape(t, d.addrs["http"])
+	for _, proto := range []string{"kafka", "amqp", "mqtt", "rocketmq"} {
+		b, a := sum(before, "quartet_bytes_in_total", `protocol="`+proto+`"`), sum(after, "quartet_bytes_in_total", `protocol="`+proto+`"`)
+		if a <= b {
+			t.Errorf("quartet_bytes_in_total{protocol=%q}: %v -> %v", proto, b, a)
+		}
+		if c := sum(after, "quartet_connections_accepted_total", `protocol="`+proto+`"`); c < 1 {
+			t.Errorf("quartet_connections_accepted_total{protocol=%q} = %v", proto, c)
+		}
+	}
+	for _, name := range []string{"quartet_appends_total", "quartet_fsyncs_total", "quartet_fsync_seconds_count", "quartet_writer_bytes_total"} {
+		if b, a := sum(before, name), sum(after, name); a <= b {
+			t.Errorf("%s: %v -> %v", name, b, a)
+		}
+	}
+	if v := sum(after, "quartet_ready"); v != 1 {
+		t.Errorf("quartet_ready = %v", v)
+	}
+	if t.Failed() {
+		t.Logf("after: %v", after)
+	}
+	d.stop(t)
+}
+
+// exercise publishes through every protocol with its client library, and
+// reads the Kafka records back (the sendfile path).
+func exercise(t *testing.T, addrs map[string]string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-
 	produce := map[string]func(t *testing.T){
 		"kafka": func(t *testing.T) {
-			cl, err := kgo.NewClient(kgo.SeedBrokers(d.addrs["kafka"]), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("metrics-kafka"))
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addrs["kafka"]), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("metrics-kafka"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,7 +68,7 @@ func TestMetricsMove(t *testing.T) {
 			}
 		},
 		"amqp": func(t *testing.T) {
-			conn, err := amqp.Dial("amqp://guest:guest@" + d.addrs["amqp"] + "/")
+			conn, err := amqp.Dial("amqp://guest:guest@" + addrs["amqp"] + "/")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +96,7 @@ func TestMetricsMove(t *testing.T) {
 			}
 		},
 		"mqtt": func(t *testing.T) {
-			c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + d.addrs["mqtt"]).SetClientID("metrics-test").SetCleanSession(true))
+			c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + addrs["mqtt"]).SetClientID("metrics-test").SetCleanSession(true))
 			if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 				t.Fatalf("connect: %v", tok.Error())
 			}
@@ -82,7 +110,7 @@ func TestMetricsMove(t *testing.T) {
 		"rocketmq": func(t *testing.T) {
 			rlog.SetLogLevel("error")
 			p, err := rocketmq.NewProducer(
-				producer.WithNsResolver(primitive.NewPassthroughResolver([]string{d.addrs["rocketmq_namesrv"]})),
+				producer.WithNsResolver(primitive.NewPassthroughResolver([]string{addrs["rocketmq_namesrv"]})),
 				producer.WithGroupName("metrics-test"), producer.WithRetry(2), producer.WithSendMsgTimeout(10*time.Second))
 			if err != nil {
 				t.Fatal(err)
@@ -105,27 +133,21 @@ func TestMetricsMove(t *testing.T) {
 	for _, proto := range []string{"kafka", "amqp", "mqtt", "rocketmq"} {
 		t.Run(proto, produce[proto])
 	}
-
-	after := scrape(t, d.addrs["http"])
-	for _, proto := range []string{"kafka", "amqp", "mqtt", "rocketmq"} {
-		b, a := sum(before, "quartet_bytes_in_total", `protocol="`+proto+`"`), sum(after, "quartet_bytes_in_total", `protocol="`+proto+`"`)
-		if a <= b {
-			t.Errorf("quartet_bytes_in_total{protocol=%q}: %v -> %v", proto, b, a)
+	t.Run("kafka-fetch", func(t *testing.T) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs["kafka"]), kgo.ConsumeTopics("metrics-kafka"),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if c := sum(after, "quartet_connections_accepted_total", `protocol="`+proto+`"`); c < 1 {
-			t.Errorf("quartet_connections_accepted_total{protocol=%q} = %v", proto, c)
+		defer cl.Close()
+		got := 0
+		for got < 10 {
+			fs := cl.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				t.Fatalf("fetched %d of 10: %v", got, err)
+			}
+			fs.EachError(func(_ string, _ int32, err error) { t.Fatal(err) })
+			got += fs.NumRecords()
 		}
-	}
-	for _, name := range []string{"quartet_appends_total", "quartet_fsyncs_total", "quartet_fsync_seconds_count", "quartet_writer_bytes_total"} {
-		if b, a := sum(before, name), sum(after, name); a <= b {
-			t.Errorf("%s: %v -> %v", name, b, a)
-		}
-	}
-	if v := sum(after, "quartet_ready"); v != 1 {
-		t.Errorf("quartet_ready = %v", v)
-	}
-	if t.Failed() {
-		t.Logf("after: %v", after)
-	}
-	d.stop(t)
+	})
 }
