@@ -71,14 +71,26 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	logger := newLogger(cfg.LogLevel, stderr)
 	logger.Info("starting", "version", version, "pid", os.Getpid(), "data_dir", cfg.DataDir)
+	logAuth(logger, &cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := appliance.Serve(ctx, cfg, logger); err != nil {
 		logger.Error("exiting", "err", err)
 		return 1
 	}
-	logger.Info("stopped")
 	return 0
+}
+
+// logAuth says in the log which protocols authenticate clients and warns
+// about listeners reachable beyond loopback without authentication.
+func logAuth(logger *slog.Logger, cfg *appliance.Config) {
+	if len(cfg.Users) == 0 {
+		logger.Info("no [[users]] configured: clients are not authenticated; keep protocol listeners on loopback")
+	}
+	for _, l := range cfg.Unauthenticated() {
+		logger.Warn("listener reachable beyond loopback without authentication",
+			"listener", l.Name, "addr", l.Addr, "fix", "add [[users]] for "+l.Protocol+" or bind 127.0.0.1")
+	}
 }
 
 // newLogger logs key=value lines to w. Under systemd (JOURNAL_STREAM set)
