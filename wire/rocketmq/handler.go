@@ -10,6 +10,8 @@ import (
 
 var errorsIs = errors.Is
 
+const debugRequests = false
+
 // handler serves one of the two listeners; the name server answers only the
 // name-server codes.
 type handler struct {
@@ -36,6 +38,9 @@ func (h *handler) OnOpen(c netpoll.Conn) any {
 
 func (h *handler) OnClose(c netpoll.Conn, err error) {
 	cn, ok := c.Context().(*conn)
+	if ok && err != nil {
+		h.s.log.Debug("connection closed", "remote", cn.remote, "err", err)
+	}
 	if !ok || !cn.broker {
 		return
 	}
@@ -48,6 +53,9 @@ func (h *handler) OnFrame(c netpoll.Conn, frame []byte) error {
 	if err != nil {
 		h.s.log.Warn("bad frame, closing", "remote", cn.remote, "err", err)
 		return err
+	}
+	if debugRequests {
+		h.s.log.Debug("request", "code", cmd.Code, "opaque", cmd.Opaque, "flag", cmd.Flag, "remote", cn.remote, "body", len(cmd.Body))
 	}
 	if cmd.IsResponse() {
 		return nil // answers to CHECK_TRANSACTION_STATE / NOTIFY_CONSUMER_IDS_CHANGED
@@ -149,7 +157,9 @@ func (cn *conn) dispatch(cmd *Command) {
 	case codeQueryConsumerOffset:
 		cn.reply(cmd, s.queryConsumerOffset(cmd))
 	case codeUpdateConsumerOffset:
-		cn.reply(cmd, s.updateConsumerOffset(cmd))
+		// Every client sends this oneway (the Go client without the oneway
+		// flag, often just before closing): no answer is needed.
+		s.updateConsumerOffset(cmd)
 	case codeGetMaxOffset, codeGetMinOffset, codeGetEarliestMsgStoretime, codeSearchOffsetByTime:
 		cn.offLoop(cmd, func() *Out { return s.queueOffsets(cmd) })
 	case codeLockBatchMQ:
@@ -161,7 +171,8 @@ func (cn *conn) dispatch(cmd *Command) {
 		cmd.Body = body
 		cn.offLoop(cmd, func() *Out { return s.sendBack(cmd) })
 	case codeEndTransaction:
-		cn.offLoop(cmd, func() *Out { return s.endTransaction(cmd) })
+		// Sent oneway by every client (the Go client without the flag).
+		go s.endTransaction(cmd)
 	case codeViewMessageByID:
 		cn.offLoop(cmd, func() *Out { return s.viewMessage(cmd) })
 	case codeUpdateCreateTopic:
