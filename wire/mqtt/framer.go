@@ -10,8 +10,19 @@ import (
 const remainingLengthMax = 268_435_455
 
 // Framer delimits MQTT packets: one fixed-header byte, a remaining length of
-// 1–4 varint bytes, then that many bytes. It never allocates.
+// 1–4 varint bytes, then that many bytes. It returns 0 until buf holds the
+// whole packet, and never allocates.
 func Framer(buf []byte) (int, error) {
+	n, err := packetLen(buf)
+	if n > len(buf) {
+		return 0, err
+	}
+	return n, err
+}
+
+// packetLen is the length of the packet starting buf as soon as its fixed
+// header is complete (it may exceed len(buf)); 0 before that.
+func packetLen(buf []byte) (int, error) {
 	if len(buf) < 2 {
 		return 0, nil
 	}
@@ -33,9 +44,12 @@ func Framer(buf []byte) (int, error) {
 // they are buffered).
 func framerMax(maxBytes int) netpoll.Framer {
 	return func(buf []byte) (int, error) {
-		n, err := Framer(buf)
+		n, err := packetLen(buf)
 		if err == nil && n > maxBytes {
 			return 0, fmt.Errorf("%w: %d bytes > %d", netpoll.ErrFrameTooLarge, n, maxBytes)
+		}
+		if n > len(buf) {
+			return 0, err
 		}
 		return n, err
 	}
