@@ -169,4 +169,3 @@ func (p *protocolSet) addListener(name string, l Listener, proto *netpoll.Protoc
 	p.names = append(p.names, name)
 	return nil
 }
-
