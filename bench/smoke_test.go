@@ -30,7 +30,9 @@ func newReadyCapture() *readyCapture {
 	return &readyCapture{mu: &sync.Mutex{}, buf: b, inner: slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}), ready: make(chan map[string]string, 1)}
 }
 
-func (h *readyCapture) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
+func (h *readyCapture) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.inner.Enabled(ctx, l)
+}
 func (h *readyCapture) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message == "ready" {
 		m := map[string]string{}
