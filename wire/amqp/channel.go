@@ -254,6 +254,12 @@ func (ch *channel) requeueAll() {
 
 func (ch *channel) onPublish() error {
 	p := &ch.pub
+	if c := ch.c; !c.published {
+		c.published = true
+		if c.blockReason != "" {
+			c.pause() // this message completes, then reads stop
+		}
+	}
 	if p.Exchange != "" {
 		x, ok := ch.vh().ex.Get(p.Exchange)
 		if !ok {

@@ -43,11 +43,16 @@ type connection struct {
 	hbTimer    netpoll.Timer
 	hsTimer    netpoll.Timer
 	r          Reader
+
+	blockReason string // resource alarm on
+	published   bool
+	paused      bool
 }
 
 func newConnection(s *Server, nc netpoll.Conn) *connection {
 	c := &connection{s: s, nc: nc, frameMax: FrameMinSize, channelMax: s.cfg.ChannelMax,
 		channels: map[uint16]*channel{}, lastRecv: time.Now()}
+	s.alarms.add(c)
 	c.hsTimer = nc.AfterFunc(s.cfg.HandshakeTimeout, func(netpoll.Conn) {
 		if c.state < stateOpened {
 			s.log.Info("handshake timeout", "remote", nc.RemoteAddr())
@@ -377,6 +382,7 @@ func (c *connection) serverProperties() Table {
 			"basic.nack":                   true,
 			"consumer_cancel_notify":       true,
 			"authentication_failure_close": true,
+			"connection.blocked":           true,
 			"per_consumer_qos":             true,
 			"consumer_priorities":          true,
 			"direct_reply_to":              true,
@@ -397,6 +403,7 @@ func (c *connection) releaseAll() {
 }
 
 func (c *connection) onClose(err error) {
+	c.s.alarms.remove(c)
 	if c.hbTimer != nil {
 		c.hbTimer.Stop()
 	}

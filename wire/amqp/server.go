@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"quartet/engine"
@@ -23,6 +24,11 @@ type Config struct {
 	Users map[string]string
 	// HandshakeTimeout closes connections not open by then (0: 10 s).
 	HandshakeTimeout time.Duration
+	// DataDir and DiskFreeBytesMin: while the file system holding DataDir
+	// has less free space, publishers are blocked (connection.blocked).
+	// Either zero: no disk check.
+	DataDir          string
+	DiskFreeBytesMin int64
 }
 
 func (c *Config) setDefaults() {
@@ -51,8 +57,11 @@ type Server struct {
 	e     *engine.Engine
 	cfg   Config
 	log   *slog.Logger
-	vh    *vhost
-	proto *netpoll.Protocol
+	vh     *vhost
+	proto  *netpoll.Protocol
+	alarms alarms
+	stop   chan struct{}
+	once   sync.Once
 }
 
 // New returns the AMQP server over e, recovering durable exchanges, queues,
@@ -62,7 +71,7 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 		logger = slog.Default()
 	}
 	cfg.setDefaults()
-	s := &Server{e: e, cfg: cfg, log: logger.With("proto", "amqp"), vh: newVhost(logger)}
+	s := &Server{e: e, cfg: cfg, log: logger.With("proto", "amqp"), vh: newVhost(logger), stop: make(chan struct{})}
 	if e != nil {
 		st, err := openStore(e, s.vh, s.log)
 		if err != nil {
@@ -81,6 +90,9 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 		PreambleBytes: len(protocolHeader),
 		Publisher:     true,
 	}
+	if cfg.DataDir != "" && cfg.DiskFreeBytesMin > 0 {
+		go s.watchDisk(cfg.DataDir, cfg.DiskFreeBytesMin, s.stop)
+	}
 	return s, nil
 }
 
@@ -89,6 +101,7 @@ func (s *Server) Protocol() *netpoll.Protocol { return s.proto }
 
 // Close stops background work and flushes the store.
 func (s *Server) Close() error {
+	s.once.Do(func() { close(s.stop) })
 	if s.vh.store != nil {
 		return s.vh.store.close()
 	}
