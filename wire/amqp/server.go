@@ -54,9 +54,9 @@ func (c *Config) setDefaults() {
 
 // Server is the AMQP 0-9-1 protocol: one virtual host "/" over the engine.
 type Server struct {
-	e     *engine.Engine
-	cfg   Config
-	log   *slog.Logger
+	e      *engine.Engine
+	cfg    Config
+	log    *slog.Logger
 	vh     *vhost
 	proto  *netpoll.Protocol
 	alarms alarms
