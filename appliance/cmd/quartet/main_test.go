@@ -109,16 +109,26 @@ func (s *syncBuffer) String() string {
 
 // startDaemon runs the binary with every listener on 127.0.0.1:0 and waits
 // for its `ready` log line.
+// QUARTET_TEST_WRAPPER (space-separated) runs the daemon under a wrapper,
+// for example "setpriv --reuid=65534 --regid=65534 --clear-groups
+// --no-new-privs --inh-caps=-all --bounding-set=-all" to approximate the
+// unit's unprivileged sandbox.
 func startDaemon(t *testing.T, env []string, extra ...string) *daemon {
 	t.Helper()
-	return startDaemonWrapped(t, env, nil, extra...)
+	return startDaemonWrapped(t, env, strings.Fields(os.Getenv("QUARTET_TEST_WRAPPER")), extra...)
 }
 
 // startDaemonWrapped runs the daemon under wrapper (for example strace);
 // signals then go to the wrapper's child.
 func startDaemonWrapped(t *testing.T, env, wrapper []string, extra ...string) *daemon {
 	t.Helper()
-	args := []string{binary(t), "serve", "--data-dir", t.TempDir(),
+	dataDir := t.TempDir()
+	if len(wrapper) > 0 {
+		// The wrapper may drop to another user.
+		os.Chmod(filepath.Dir(dataDir), 0o755)
+		os.Chmod(dataDir, 0o777)
+	}
+	args := []string{binary(t), "serve", "--data-dir", dataDir,
 		"--kafka", "127.0.0.1:0", "--amqp", "127.0.0.1:0", "--mqtt", "127.0.0.1:0", "--mqtt-ws", "127.0.0.1:0",
 		"--rocketmq-namesrv", "127.0.0.1:0", "--rocketmq-broker", "127.0.0.1:0", "--http", "127.0.0.1:0"}
 	argv := append(append(wrapper, args...), extra...)
@@ -163,12 +173,12 @@ func startDaemonWrapped(t *testing.T, env, wrapper []string, extra ...string) *d
 		d.addrs = a
 		d.pid = cmd.Process.Pid
 		if len(wrapper) > 0 {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", d.pid, d.pid))
-			f := strings.Fields(string(b))
-			if err != nil || len(f) == 0 {
-				t.Fatalf("no child of the wrapper: %v", err)
+			// A wrapper that forks (strace) has the daemon as its child;
+			// one that execs (setpriv) is the daemon.
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", d.pid, d.pid))
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				d.pid, _ = strconv.Atoi(f[0])
 			}
-			d.pid, _ = strconv.Atoi(f[0])
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no ready line within 30s")
@@ -211,6 +221,10 @@ func TestNotifySocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// Like /run/systemd/notify, writable by the (possibly unprivileged) daemon.
+	os.Chmod(filepath.Dir(filepath.Dir(sock)), 0o755)
+	os.Chmod(filepath.Dir(sock), 0o755)
+	os.Chmod(sock, 0o777)
 	msgs := make(chan string, 100)
 	go func() {
 		buf := make([]byte, 4096)
