@@ -105,6 +105,7 @@ type Queue struct {
 	ready      int
 	readyBytes int64
 	unacked    int
+	expiring   int         // ready entries with an expiry
 	consumers  []*Consumer // in subscription order
 	exclusive  bool        // the one consumer is exclusive
 	rr         int         // round-robin start for wakes
@@ -207,8 +208,11 @@ func (q *Queue) publishLocked(m *Message, p *pending) bool {
 	if q.deleted {
 		return false
 	}
-	now := q.now()
-	q.expireLocked(now, p)
+	var now int64
+	if q.expiring > 0 || q.cfg.MessageTTL >= 0 || m.TTL >= 0 {
+		now = q.now()
+		q.expireLocked(now, p)
+	}
 	if q.cfg.Overflow != DropHead && q.full(len(m.Body)) {
 		if q.cfg.Overflow == RejectPublishDLX {
 			p.dead = append(p.dead, Entry{Msg: m})
@@ -231,6 +235,9 @@ func (q *Queue) publishLocked(m *Message, p *pending) bool {
 	q.levels[q.level(m)].pushBack(e)
 	q.ready++
 	q.readyBytes += int64(len(m.Body))
+	if e.ExpiresAt != 0 {
+		q.expiring++
+	}
 	if q.cfg.Overflow == DropHead {
 		for q.ready > 0 && q.overLimit() {
 			d := q.popLocked()
@@ -274,6 +281,9 @@ func (q *Queue) popLocked() Entry {
 			e := q.levels[i].popFront()
 			q.ready--
 			q.readyBytes -= int64(len(e.Msg.Body))
+			if e.ExpiresAt != 0 {
+				q.expiring--
+			}
 			return e
 		}
 	}
@@ -292,6 +302,7 @@ func (q *Queue) expireLocked(now int64, p *pending) {
 			e := l.popFront()
 			q.ready--
 			q.readyBytes -= int64(len(e.Msg.Body))
+			q.expiring--
 			p.dead2 = append(p.dead2, e)
 			if e.Msg.ID != 0 && q.cfg.Durable {
 				p.remove = append(p.remove, e.Msg.ID)
@@ -460,7 +471,10 @@ func (q *Queue) Pull(c *Consumer, max int, maxBytes int64, noAck bool, dst []Ent
 }
 
 func (q *Queue) pullLocked(max int, maxBytes int64, noAck bool, dst []Entry, p *pending) []Entry {
-	now := q.now()
+	var now int64
+	if q.expiring > 0 {
+		now = q.now()
+	}
 	var bytes int64
 	for n := 0; n < max && q.ready > 0; {
 		e := q.popLocked()
@@ -494,6 +508,9 @@ func (q *Queue) pushFront(e Entry) {
 	q.levels[q.level(e.Msg)].pushFront(e)
 	q.ready++
 	q.readyBytes += int64(len(e.Msg.Body))
+	if e.ExpiresAt != 0 {
+		q.expiring++
+	}
 }
 
 // Ack settles deliveries: they leave the queue for good.
@@ -626,6 +643,9 @@ func (q *Queue) Restore(es []Entry) {
 		q.levels[q.level(e.Msg)].pushBack(e)
 		q.ready++
 		q.readyBytes += int64(len(e.Msg.Body))
+		if e.ExpiresAt != 0 {
+			q.expiring++
+		}
 	}
 	q.mu.Unlock()
 }

@@ -33,7 +33,9 @@ type connection struct {
 	frameMax   int
 	channelMax int
 	heartbeat  time.Duration
-	lastRecv   time.Time
+	lastRecv   time.Time // updated by the heartbeat timer from frames
+	frames     uint64
+	framesSeen uint64
 	channels   map[uint16]*channel
 	exclusive  []*vqueue
 	out        []byte
@@ -69,7 +71,7 @@ func (c *connection) send(ch uint16, m Method) {
 }
 
 func (c *connection) onFrame(b []byte) error {
-	c.lastRecv = time.Now()
+	c.frames++
 	if c.state == stateHeader {
 		if string(b) != protocolHeader {
 			// Spec 4.2.2: reply with the header we support and close.
@@ -350,10 +352,15 @@ func (c *connection) authFail(text string) error {
 
 func (c *connection) startHeartbeat() {
 	interval := c.heartbeat / 2
+	c.lastRecv = time.Now()
 	var tick func(netpoll.Conn)
 	tick = func(nc netpoll.Conn) {
 		if c.state == stateClosed {
 			return
+		}
+		if c.frames != c.framesSeen {
+			c.framesSeen = c.frames
+			c.lastRecv = time.Now()
 		}
 		if time.Since(c.lastRecv) > 2*c.heartbeat {
 			c.s.log.Info("missed heartbeats from client, timeout", "remote", nc.RemoteAddr(), "heartbeat", c.heartbeat)

@@ -1,0 +1,107 @@
+package amqp
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"quartet/netpoll"
+)
+
+// fakeConn is a netpoll.Conn for driving the handler without sockets.
+type fakeConn struct {
+	ctx     any
+	out     int
+	pending []func(netpoll.Conn)
+}
+
+func (f *fakeConn) Write(b []byte) { f.out += len(b) }
+func (f *fakeConn) WriteFile(h []byte, _ *os.File, _, n int64, done func(error)) {
+	f.out += len(h) + int(n)
+}
+func (f *fakeConn) Reserve() *netpoll.Slot { return nil }
+func (f *fakeConn) Execute(fn func(netpoll.Conn)) error {
+	f.pending = append(f.pending, fn)
+	return nil
+}
+func (f *fakeConn) run() {
+	for len(f.pending) > 0 {
+		p := f.pending
+		f.pending = nil
+		for _, fn := range p {
+			fn(f)
+		}
+	}
+}
+func (f *fakeConn) Close(error)          {}
+func (f *fakeConn) PauseReads()          {}
+func (f *fakeConn) ResumeReads()         {}
+func (f *fakeConn) OutboundBytes() int   { return 0 }
+func (f *fakeConn) Context() any         { return f.ctx }
+func (f *fakeConn) SetContext(c any)     { f.ctx = c }
+func (f *fakeConn) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5672} }
+func (f *fakeConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
+func (f *fakeConn) AfterFunc(d time.Duration, fn func(netpoll.Conn)) netpoll.Timer {
+	return time.AfterFunc(time.Hour, func() {})
+}
+
+func openFake(tb testing.TB, s *Server) *fakeConn {
+	f := &fakeConn{}
+	f.ctx = s.OnOpen(f)
+	frames := [][]byte{
+		[]byte(protocolHeader),
+		AppendMethodFrame(nil, 0, &ConnectionStartOk{Mechanism: "PLAIN", Response: "\x00guest\x00guest", Locale: "en_US"}),
+		AppendMethodFrame(nil, 0, &ConnectionTuneOk{ChannelMax: 10, FrameMax: 131072}),
+		AppendMethodFrame(nil, 0, &ConnectionOpen{VirtualHost: "/"}),
+		AppendMethodFrame(nil, 1, &ChannelOpen{}),
+	}
+	for _, fr := range frames {
+		if err := s.OnFrame(f, fr); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return f
+}
+
+func publishFrames(q string, body []byte, props BasicProperties) []byte {
+	b := AppendMethodFrame(nil, 1, &BasicPublish{RoutingKey: q})
+	b = AppendHeaderFrame(b, 1, ClassBasic, uint64(len(body)), props.Append(nil))
+	return AppendBodyFrames(b, 1, body, 131072)
+}
+
+func feed(tb testing.TB, s *Server, f *fakeConn, b []byte) {
+	for len(b) > 0 {
+		n, _ := FrameLen(b)
+		if err := s.OnFrame(f, b[:n]); err != nil {
+			tb.Fatal(err)
+		}
+		b = b[n:]
+	}
+}
+
+// BenchmarkHotPath is the broker's own cost per message: publish (3 frames)
+// on one connection, deliver and multi-ack (every 100) on another, transient.
+func BenchmarkHotPath(b *testing.B) {
+	s, err := New(nil, Config{}, testLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub := openFake(b, s)
+	sub := openFake(b, s)
+	feed(b, s, sub, AppendMethodFrame(nil, 1, &QueueDeclare{Queue: "hot"}))
+	feed(b, s, sub, AppendMethodFrame(nil, 1, &BasicQos{PrefetchCount: 1000}))
+	feed(b, s, sub, AppendMethodFrame(nil, 1, &BasicConsume{Queue: "hot", ConsumerTag: "c"}))
+	sub.run()
+	msg := publishFrames("hot", make([]byte, 16), BasicProperties{})
+	b.ReportAllocs()
+	b.SetBytes(16)
+	ch := sub.ctx.(*connection).channels[1]
+	for i := 0; b.Loop(); i++ {
+		feed(b, s, pub, msg)
+		sub.run()
+		if i%100 == 99 {
+			feed(b, s, sub, AppendMethodFrame(nil, 1, &BasicAck{DeliveryTag: ch.nextTag, Multiple: true}))
+		}
+	}
+}
