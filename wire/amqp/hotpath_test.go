@@ -34,14 +34,16 @@ func (f *fakeConn) run() {
 		}
 	}
 }
-func (f *fakeConn) Close(error)          {}
-func (f *fakeConn) PauseReads()          {}
-func (f *fakeConn) ResumeReads()         {}
-func (f *fakeConn) OutboundBytes() int   { return 0 }
-func (f *fakeConn) Context() any         { return f.ctx }
-func (f *fakeConn) SetContext(c any)     { f.ctx = c }
-func (f *fakeConn) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5672} }
-func (f *fakeConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000} }
+func (f *fakeConn) Close(error)         {}
+func (f *fakeConn) PauseReads()         {}
+func (f *fakeConn) ResumeReads()        {}
+func (f *fakeConn) OutboundBytes() int  { return 0 }
+func (f *fakeConn) Context() any        { return f.ctx }
+func (f *fakeConn) SetContext(c any)    { f.ctx = c }
+func (f *fakeConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5672} }
+func (f *fakeConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+}
 func (f *fakeConn) AfterFunc(d time.Duration, fn func(netpoll.Conn)) netpoll.Timer {
 	return time.AfterFunc(time.Hour, func() {})
 }
