@@ -59,6 +59,7 @@ type Config struct {
 	ConsumeOnly  bool          `json:"consume_only,omitempty"`
 	Ceiling      bool          `json:"ceiling,omitempty"`
 	BatchRecords int           `json:"batch_records,omitempty"`
+	MaxBuffered  int           `json:"max_buffered,omitempty"` // franz-go MaxBufferedRecords per client
 
 	// AMQP
 	Confirm     bool   `json:"confirm,omitempty"`
@@ -130,6 +131,7 @@ func newFlagSet(proto string, cfg *Config) *flag.FlagSet {
 		fs.BoolVar(&cfg.ConsumeOnly, "consume-only", false, "no producers: consume --topic from the beginning to its end (cold read)")
 		fs.BoolVar(&cfg.Ceiling, "ceiling", false, "write pre-encoded Produce requests into a discarding sink at --target (machine ceiling)")
 		fs.IntVar(&cfg.BatchRecords, "batch-records", 64, "records per pre-encoded request with --ceiling")
+		fs.IntVar(&cfg.MaxBuffered, "max-buffered", 10000, "records a producer client buffers unacknowledged (franz-go MaxBufferedRecords; the closed-loop window)")
 	case "amqp":
 		fs.BoolVar(&cfg.Confirm, "confirm", false, "publisher confirms")
 		fs.BoolVar(&cfg.Durable, "durable", false, "durable queues and persistent messages")
@@ -269,6 +271,9 @@ func (c *Config) validate() error {
 				c.Consumers = 1
 			}
 		}
+		if c.MaxBuffered < 1 {
+			return fmt.Errorf("--max-buffered %d: want >= 1", c.MaxBuffered)
+		}
 		if c.BatchRecords < 1 || c.BatchRecords > 100000 {
 			return fmt.Errorf("--batch-records %d: want 1..100000", c.BatchRecords)
 		}
@@ -336,7 +341,8 @@ func (c *Config) childArgs(role string) []string {
 		a = append(a, "--acks", strconv.Itoa(c.Acks), "--partitions", strconv.Itoa(c.Partitions),
 			"--topic", c.Topic, "--group="+strconv.FormatBool(c.Group), "--linger", c.Linger.String(),
 			"--compression", c.Compression, "--consume-only="+strconv.FormatBool(c.ConsumeOnly),
-			"--ceiling="+strconv.FormatBool(c.Ceiling), "--batch-records", strconv.Itoa(c.BatchRecords))
+			"--ceiling="+strconv.FormatBool(c.Ceiling), "--batch-records", strconv.Itoa(c.BatchRecords),
+			"--max-buffered", strconv.Itoa(c.MaxBuffered))
 	case "amqp":
 		a = append(a, "--confirm="+strconv.FormatBool(c.Confirm), "--durable="+strconv.FormatBool(c.Durable),
 			"--queues", strconv.Itoa(c.Queues), "--queue", c.Queue, "--prefetch", strconv.Itoa(c.Prefetch),

@@ -113,6 +113,7 @@ func (kafkaDriver) publish(ctx context.Context, c *Config, pe *pubEnv) error {
 		kgo.ProducerBatchCompression(kafkaCodec(c.Compression)),
 		kgo.ProduceRequestTimeout(30*time.Second),
 		kgo.RecordDeliveryTimeout(60*time.Second),
+		kgo.MaxBufferedRecords(c.MaxBuffered),
 	)
 	switch c.Acks {
 	case -1:

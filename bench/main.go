@@ -24,7 +24,7 @@ usage:
   quartet-bench idle --conns 10000 --broker-pid P  idle connections and RSS per connection
   quartet-bench sink --listen 127.0.0.1:PORT       read and discard (the ceiling for kafka/rocketmq --ceiling)
   quartet-bench report --in results.json --out DIR re-render a results.json
-  quartet-bench scenarios                          list the suite's scenarios
+  quartet-bench scenarios [--markdown]             list the suite's scenarios
 `
 
 // Main runs the command line and returns the exit status.
@@ -95,6 +95,10 @@ func run(args []string) error {
 	case "suite":
 		return runSuite(ctx, args[1:])
 	case "scenarios":
+		if len(args) > 1 && args[1] == "--markdown" {
+			scenariosMarkdown(os.Stdout)
+			return nil
+		}
 		listScenarios(os.Stdout)
 		return nil
 	case "idle":

@@ -39,15 +39,16 @@ EOC
 	wait_port 127.0.0.1 "$port" 10 || { echo "mosquitto did not start:" >&2; cat "$dir/mosquitto.log" >&2; return 1; }
 }
 
-rabbit_env() { # DIR
+rabbit_env() { # DIR -> RENV (array of NAME=value for env -i)
 	local dir=$1
-	echo HOME=/var/lib/rabbitmq PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-		RABBITMQ_NODENAME="$(cat "$dir/nodename")" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-		RABBITMQ_NODE_PORT="$(cat "$dir/port")" RABBITMQ_DIST_PORT="$(cat "$dir/distport")" \
-		ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$(cat "$dir/epmdport")" \
-		RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
-		RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_PID_FILE="$dir/rabbit.pid" \
+	RENV=(HOME=/var/lib/rabbitmq PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
+		RABBITMQ_NODENAME="$(cat "$dir/nodename")" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+		RABBITMQ_NODE_PORT="$(cat "$dir/port")" RABBITMQ_DIST_PORT="$(cat "$dir/distport")"
+		ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT="$(cat "$dir/epmdport")"
+		RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log"
+		RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_PID_FILE="$dir/rabbit.pid"
 		RABBITMQ_CONFIG_FILE="$dir/rabbitmq" RABBITMQ_ADVANCED_CONFIG_FILE="$dir/advanced.config"
+		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}")
 }
 
 start_rabbitmq() { # PORT DIR
@@ -62,8 +63,8 @@ start_rabbitmq() { # PORT DIR
 	: >"$dir/rabbitmq.conf"
 	chown -R rabbitmq:rabbitmq "$dir"
 	chmod 755 "$dir"
-	# shellcheck disable=SC2046
-	env -i $(rabbit_env "$dir") setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+	rabbit_env "$dir"
+	env -i "${RENV[@]}" setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
 		/usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/server.log" 2>&1 &
 	RABBIT_WRAPPER_PID=$!
 	if ! wait_port 127.0.0.1 "$port" 90; then
@@ -82,8 +83,8 @@ stop_rabbitmq() { # DIR
 	local dir=$1 pid
 	[ -f "$dir/nodename" ] || return 0
 	pid=$(cat "$dir/beam.pid" 2>/dev/null)
-	# shellcheck disable=SC2046
-	env -i $(rabbit_env "$dir") setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+	rabbit_env "$dir"
+	env -i "${RENV[@]}" setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
 		/usr/lib/rabbitmq/bin/rabbitmqctl -n "$(cat "$dir/nodename")" stop >/dev/null 2>&1 || true
 	for _ in $(seq 50); do
 		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
@@ -91,7 +92,9 @@ stop_rabbitmq() { # DIR
 	done
 	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
 	# The node's own epmd (started on its private port) goes with it.
-	pkill -u rabbitmq -f "epmd.*-port $(cat "$dir/epmdport")" 2>/dev/null || true
+	local epid
+	epid=$(ss -ltnpH "( sport = :$(cat "$dir/epmdport") )" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+	[ -n "$epid" ] && kill "$epid" 2>/dev/null
 	[ -n "$RABBIT_WRAPPER_PID" ] && wait "$RABBIT_WRAPPER_PID" 2>/dev/null
 	return 0
 }

@@ -93,6 +93,29 @@ func scenarioByName(name string) (Scenario, bool) {
 	return Scenario{}, false
 }
 
+// scenariosMarkdown renders the scenario table of bench/README.md.
+func scenariosMarkdown(w io.Writer) {
+	fmt.Fprintln(w, "| scenario | protocol | what | flags |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, s := range Scenarios {
+		flags := strings.Join(s.Args, " ")
+		switch {
+		case s.Idle:
+			flags = fmt.Sprintf("`quartet-bench idle --proto %s --conns %d`", s.Proto, s.IdleConns)
+		case s.RateOf != "":
+			flags = fmt.Sprintf("`%s --rate <%.0f%% of %s>`", flags, s.RateFrac*100, s.RateOf)
+		case s.TopicOf != "":
+			flags = fmt.Sprintf("`%s --topic <%s's topic>`", flags, s.TopicOf)
+		default:
+			flags = "`" + flags + "`"
+		}
+		if len(s.CeilingArgs) > 0 {
+			flags += "; ceiling: `" + strings.Join(s.CeilingArgs, " ") + " --ceiling`"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", s.Name, s.Proto, s.Doc, flags)
+	}
+}
+
 func listScenarios(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	for _, s := range Scenarios {
