@@ -58,6 +58,29 @@ type conn struct {
 	aliasIn  map[uint16]string
 	aliasOut map[string]uint16
 	buf      []byte // encoding scratch
+	out      []byte // drain batch
+
+	// counters folded into the server's every statsBatch packets
+	msgsIn  uint64
+	bytesIn uint64
+	frames  uint32
+}
+
+// writeBatchBytes is how much drain encodes before handing it to the transport.
+const writeBatchBytes = 32 << 10
+
+const statsBatch = 256
+
+func (c *conn) foldStats() {
+	st := &c.srv.stats
+	if c.msgsIn > 0 {
+		st.MsgsIn.Add(c.msgsIn)
+		c.msgsIn = 0
+	}
+	if c.bytesIn > 0 {
+		st.BytesIn.Add(c.bytesIn)
+		c.bytesIn = 0
+	}
 }
 
 // scratch holds the decode structures (they are large with MQTT 5
@@ -116,6 +139,7 @@ func (h *handler) OnClose(nc netpoll.Conn, err error) {
 		return
 	}
 	c.state = stateClosed
+	c.foldStats()
 	s.stats.ConnsOpen.Add(-1)
 	w := c.will
 	c.will = nil
@@ -207,7 +231,11 @@ func (h *handler) OnFrame(nc netpoll.Conn, frame []byte) error {
 		}
 		return c.onConnect(sc, hdr, body)
 	}
-	s.stats.BytesIn.Add(uint64(len(frame)))
+	c.bytesIn += uint64(len(frame))
+	c.frames++
+	if c.frames%statsBatch == 0 {
+		c.foldStats()
+	}
 	c.lastRx = s.now.Load()
 	v := c.version
 	switch hdr.Type {
@@ -481,7 +509,7 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 			return nil
 		}
 	}
-	s.stats.MsgsIn.Add(1)
+	c.msgsIn++
 	m, err := c.buildMessage(sc, topic, p.Payload, &p.Props)
 	if err != nil {
 		return c.fail(RCProtocolError, err)
@@ -720,6 +748,7 @@ func (c *conn) drain() {
 	now := s.now.Load()
 	sent, dropped, expired := 0, 0, 0
 	full := netpoll.OutboundFull(nc)
+	out := c.out[:0]
 	ss.Lock()
 	window := int(c.recvWindow)
 	for {
@@ -742,27 +771,35 @@ func (c *conn) drain() {
 				ent.Msg.Release()
 				continue
 			}
-			if b, ok := c.appendPublish(c.buf[:0], &ent, 0, false); ok {
-				c.buf = b
-				nc.Write(b)
+			if b, ok := c.appendPublish(out, &ent, 0, false); ok {
+				out = b
 				sent++
 			}
 			ent.Msg.Release()
-			continue
+		} else {
+			id := ss.AddInflight(ent)
+			b, ok := c.appendPublish(out, &ent, id, false)
+			if !ok { // larger than the client accepts: discarded as if delivered
+				f, _ := ss.Ack(id, ent.QoS)
+				s.acked(ss, f)
+				continue
+			}
+			out = b
+			sent++
 		}
-		id := ss.AddInflight(ent)
-		b, ok := c.appendPublish(c.buf[:0], &ent, id, false)
-		if !ok { // larger than the client accepts: discarded as if delivered
-			f, _ := ss.Ack(id, ent.QoS)
-			s.acked(ss, f)
-			continue
-		}
-		c.buf = b
-		nc.Write(b)
-		sent++
-		if !full && sent&63 == 0 {
+		if len(out) >= writeBatchBytes {
+			nc.Write(out)
+			out = out[:0]
 			full = netpoll.OutboundFull(nc)
 		}
+	}
+	if len(out) > 0 {
+		nc.Write(out)
+	}
+	if cap(out) <= 2*writeBatchBytes {
+		c.out = out[:0]
+	} else {
+		c.out = nil
 	}
 	pending := ss.QueueLen() > 0 && full
 	ss.Unlock()
