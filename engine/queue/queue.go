@@ -206,6 +206,9 @@ func (q *Queue) Publish(m *Message) bool {
 
 func (q *Queue) publishLocked(m *Message, p *pending) bool {
 	if q.deleted {
+		if m.ID != 0 && q.cfg.Durable {
+			p.remove = append(p.remove, m.ID)
+		}
 		return false
 	}
 	var now int64
@@ -636,6 +639,9 @@ func (q *Queue) Deleted() bool {
 	return q.deleted
 }
 
+// ExpiryFor is when m, enqueued at unix ms at, expires here (0: never).
+func (q *Queue) ExpiryFor(m *Message, at int64) int64 { return q.expiry(m, at) }
+
 // Restore enqueues recovered entries (start-up), without limits or wakes.
 func (q *Queue) Restore(es []Entry) {
 	q.mu.Lock()
@@ -647,6 +653,7 @@ func (q *Queue) Restore(es []Entry) {
 			q.expiring++
 		}
 	}
+	q.rearmLocked()
 	q.mu.Unlock()
 }
 

@@ -299,3 +299,33 @@ func TestAuth(t *testing.T) {
 		t.Fatal("unknown vhost accepted")
 	}
 }
+
+func TestDurableTTLAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := startBroker(t, dir, Config{})
+	_, ch := b.channel()
+	must(t, ch.ExchangeDeclare("ttl-dlx", "fanout", true, false, false, false, nil))
+	_, err := ch.QueueDeclare("ttl-dead", true, false, false, false, nil)
+	must(t, err)
+	must(t, ch.QueueBind("ttl-dead", "", "ttl-dlx", false, nil))
+	_, err = ch.QueueDeclare("ttl-src", true, false, false, false, amqp091.Table{"x-message-ttl": int32(300), "x-dead-letter-exchange": "ttl-dlx"})
+	must(t, err)
+	must(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 1))
+	publish(t, ch, "", "ttl-src", amqp091.Publishing{DeliveryMode: amqp091.Persistent, Body: []byte("old")})
+	<-confirms
+	b.stop()
+	b2 := startBroker(t, dir, Config{})
+	_, ch2 := b2.channel()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if d, ok, _ := ch2.Get("ttl-dead", true); ok {
+			if string(d.Body) != "old" {
+				t.Fatal(string(d.Body))
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("message did not expire after restart")
+}

@@ -15,7 +15,7 @@ import (
 type Config struct {
 	FrameMax   int           // largest frame offered in connection.tune (0: 131072)
 	ChannelMax int           // channels per connection (0: 2047)
-	Heartbeat  time.Duration // heartbeat offered in connection.tune (0: 60 s; <0: off)
+	Heartbeat  time.Duration // heartbeat offered in connection.tune (0: off, as the appliance's 0)
 	// BodyBytesMax is the largest message body accepted (0: 128 MiB).
 	BodyBytesMax int
 	// AllowRemoteGuest lets guest/guest log in from non-loopback addresses.
@@ -40,9 +40,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.ChannelMax <= 0 {
 		c.ChannelMax = 2047
-	}
-	if c.Heartbeat == 0 {
-		c.Heartbeat = 60 * time.Second
 	}
 	if c.BodyBytesMax <= 0 {
 		c.BodyBytesMax = 128 << 20

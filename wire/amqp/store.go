@@ -23,7 +23,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"quartet/engine"
@@ -49,11 +48,11 @@ type store struct {
 	l    *segment.Log
 	meta *engine.Meta
 
-	nextID atomic.Uint64
-	pool   sync.Pool
+	pool sync.Pool
 
 	mu       sync.Mutex
-	live     map[uint64]*liveMsg
+	nextID   uint64
+	live     liveSet
 	removes  map[string][]uint64
 	nremoves int
 	flushT   *time.Timer
@@ -65,7 +64,77 @@ type store struct {
 
 type liveMsg struct {
 	offset int64 // -1 until the append completed
-	refs   int
+	refs   int32
+}
+
+// liveSet tracks, per persisted message id, its log offset and how many
+// queues still hold it. New ids are consecutive, so they live in a ring
+// indexed by id; recovered (sparse) ids live in a map.
+type liveSet struct {
+	base  uint64 // id of ring[head]
+	ring  []liveMsg
+	head  int
+	extra map[uint64]*liveMsg
+}
+
+func (ls *liveSet) add(id uint64, refs int32) {
+	if ls.head == len(ls.ring) {
+		ls.ring, ls.head, ls.base = ls.ring[:0], 0, id
+	}
+	if id != ls.base+uint64(len(ls.ring)-ls.head) {
+		panic("BUG: amqp: live ids not consecutive")
+	}
+	ls.ring = append(ls.ring, liveMsg{offset: -1, refs: refs})
+}
+
+func (ls *liveSet) get(id uint64) *liveMsg {
+	if id >= ls.base && id-ls.base < uint64(len(ls.ring)-ls.head) {
+		return &ls.ring[ls.head+int(id-ls.base)]
+	}
+	return ls.extra[id]
+}
+
+func (ls *liveSet) release(id uint64) {
+	lm := ls.get(id)
+	if lm == nil {
+		return
+	}
+	if lm.refs--; lm.refs > 0 {
+		return
+	}
+	if _, ok := ls.extra[id]; ok {
+		delete(ls.extra, id)
+		return
+	}
+	for ls.head < len(ls.ring) && ls.ring[ls.head].refs <= 0 {
+		ls.head++
+		ls.base++
+	}
+	if ls.head > 4096 && ls.head > len(ls.ring)/2 {
+		n := copy(ls.ring, ls.ring[ls.head:])
+		ls.ring, ls.head = ls.ring[:n], 0
+	}
+}
+
+// low is the smallest offset still held, -1 when nothing is, or ok=false
+// while an append is in flight.
+func (ls *liveSet) low() (int64, bool) {
+	low := int64(-1)
+	for _, lm := range ls.extra {
+		if low < 0 || lm.offset < low {
+			low = lm.offset
+		}
+	}
+	if ls.head < len(ls.ring) {
+		o := ls.ring[ls.head].offset
+		if o < 0 {
+			return 0, false
+		}
+		if low < 0 || o < low {
+			low = o
+		}
+	}
+	return low, true
 }
 
 func openStore(e *engine.Engine, vh *vhost, log *slog.Logger) (*store, error) {
@@ -73,7 +142,7 @@ func openStore(e *engine.Engine, vh *vhost, log *slog.Logger) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &store{e: e, vh: vh, log: log, l: l, meta: e.Meta(), live: map[uint64]*liveMsg{},
+	s := &store{e: e, vh: vh, log: log, l: l, meta: e.Meta(), live: liveSet{extra: map[uint64]*liveMsg{}},
 		removes: map[string][]uint64{}, stop: make(chan struct{})}
 	s.pool.New = func() any { return new(segment.BatchBuilder) }
 	return s, nil
@@ -171,7 +240,7 @@ type appendDone struct {
 func (a *appendDone) AppendDone(base int64, err error) {
 	if err == nil && a.id != 0 {
 		a.s.mu.Lock()
-		if lm := a.s.live[a.id]; lm != nil {
+		if lm := a.s.live.get(a.id); lm != nil {
 			lm.offset = base
 		}
 		a.s.mu.Unlock()
@@ -184,11 +253,12 @@ func (a *appendDone) AppendDone(base int64, err error) {
 // persist assigns m its ID and appends it for the durable queues qs; done
 // (may be nil) gets the outcome from the writer goroutine.
 func (s *store) persist(m *queue.Message, qs []*vqueue, done func(error)) {
-	id := s.nextID.Add(1)
-	m.ID = id
 	s.mu.Lock()
-	s.live[id] = &liveMsg{offset: -1, refs: len(qs)}
+	s.nextID++
+	id := s.nextID
+	s.live.add(id, int32(len(qs)))
 	s.mu.Unlock()
+	m.ID = id
 	bb := s.pool.Get().(*segment.BatchBuilder)
 	bb.Reset()
 	v := make([]byte, 0, 64+len(m.Props)+len(m.Body))
@@ -214,11 +284,7 @@ func (s *store) persist(m *queue.Message, qs []*vqueue, done func(error)) {
 func (s *store) Remove(q *queue.Queue, ids []uint64) {
 	s.mu.Lock()
 	for _, id := range ids {
-		if lm := s.live[id]; lm != nil {
-			if lm.refs--; lm.refs <= 0 {
-				delete(s.live, id)
-			}
-		}
+		s.live.release(id)
 	}
 	s.removes[q.Name()] = append(s.removes[q.Name()], ids...)
 	s.nremoves += len(ids)
@@ -260,17 +326,11 @@ func (s *store) flushRemovesLocked() {
 // compact moves the log start past messages no queue holds.
 func (s *store) compact() {
 	s.mu.Lock()
-	low := int64(-1)
-	for _, lm := range s.live {
-		if lm.offset < 0 {
-			s.mu.Unlock()
-			return // an append in flight: try next time
-		}
-		if low < 0 || lm.offset < low {
-			low = lm.offset
-		}
-	}
+	low, ok := s.live.low()
 	s.mu.Unlock()
+	if !ok {
+		return // an append in flight: try next time
+	}
 	if low < 0 {
 		low = s.l.HighWatermark()
 	}
@@ -304,6 +364,7 @@ type recMsg struct {
 	m      *queue.Message
 	queues []string
 	offset int64
+	ts     int64 // append time, unix ms
 }
 
 func (s *store) recover() error {
@@ -410,7 +471,7 @@ func (s *store) recover() error {
 		}
 		off = next
 	}
-	s.nextID.Store(maxID)
+	s.nextID = maxID
 	ids := slices.Sorted(maps.Keys(msgs))
 	restore := map[*vqueue][]queue.Entry{}
 	n := 0
@@ -422,11 +483,11 @@ func (s *store) recover() error {
 			if vq == nil || vq.stream != nil {
 				continue
 			}
-			restore[vq] = append(restore[vq], queue.Entry{Msg: rm.m, Redelivered: true})
+			restore[vq] = append(restore[vq], queue.Entry{Msg: rm.m, Redelivered: true, ExpiresAt: vq.ExpiryFor(rm.m, rm.ts)})
 			refs++
 		}
 		if refs > 0 {
-			s.live[id] = &liveMsg{offset: rm.offset, refs: refs}
+			s.live.extra[id] = &liveMsg{offset: rm.offset, refs: int32(refs)}
 			n++
 		}
 	}
@@ -475,7 +536,7 @@ func (s *store) replay(rec *segment.Record, msgs map[uint64]*recMsg, maxID *uint
 		}
 		info, _ := scanProps(props, false)
 		msgs[id] = &recMsg{m: &queue.Message{Exchange: ex, RoutingKey: key, Props: props, Body: body,
-			Priority: info.priority, TTL: info.ttl, Persistent: true, ID: id}, queues: qs, offset: rec.Offset}
+			Priority: info.priority, TTL: info.ttl, Persistent: true, ID: id}, queues: qs, offset: rec.Offset, ts: rec.Timestamp}
 		*maxID = max(*maxID, id)
 	case "r":
 		qn := r.ShortStr()
