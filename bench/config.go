@@ -159,8 +159,9 @@ func usageOf(fs *flag.FlagSet) string {
 	return b.String()
 }
 
-// parseConfig parses args for proto and validates the result.
-func parseConfig(proto string, args []string) (*Config, error) {
+// ParseConfig parses the flags of `quartet-bench PROTO` (args without the
+// protocol) and validates the result; errors wrap ErrUsage and name the flag.
+func ParseConfig(proto string, args []string) (*Config, error) {
 	if !isProto(proto) {
 		return nil, fmt.Errorf("%w: unknown protocol %q (want one of %s)", ErrUsage, proto, strings.Join(protocols, ", "))
 	}

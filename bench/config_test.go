@@ -37,7 +37,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"zeromq", nil, `unknown protocol "zeromq"`},
 	}
 	for _, c := range cases {
-		_, err := parseConfig(c.proto, c.args)
+		_, err := ParseConfig(c.proto, c.args)
 		if err == nil {
 			t.Errorf("%s %v: no error", c.proto, c.args)
 			continue
@@ -52,21 +52,21 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	c, err := parseConfig("mqtt", []string{"--producers", "4"})
+	c, err := ParseConfig("mqtt", []string{"--producers", "4"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Target != "127.0.0.1:1883" || c.Size != 100 || c.Topics != 4 || c.Filter != "bench/#" || c.Label != c.Target {
 		t.Fatalf("defaults: %+v", c)
 	}
-	k, err := parseConfig("kafka", []string{"--consume-only", "--topic", "t"})
+	k, err := ParseConfig("kafka", []string{"--consume-only", "--topic", "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.Producers != 0 || k.Consumers != 1 || k.Size != 1024 {
 		t.Fatalf("consume-only: %+v", k)
 	}
-	if _, err := parseConfig("mqtt", []string{"-h"}); !errors.Is(err, flag.ErrHelp) || !strings.Contains(err.Error(), "--qos") && !strings.Contains(err.Error(), "-qos") {
+	if _, err := ParseConfig("mqtt", []string{"-h"}); !errors.Is(err, flag.ErrHelp) || !strings.Contains(err.Error(), "--qos") && !strings.Contains(err.Error(), "-qos") {
 		t.Fatalf("-h: %v", err)
 	}
 }
@@ -79,13 +79,13 @@ func TestChildArgsRoundTrip(t *testing.T) {
 		{"amqp", "--confirm", "--durable", "--queues", "3", "--producers", "3", "--conns", "1", "--prefetch", "50", "--multi-ack", "10"},
 		{"rocketmq", "--producers", "64", "--conns", "4", "--topic", "rt"},
 	} {
-		c, err := parseConfig(a[0], a[1:])
+		c, err := ParseConfig(a[0], a[1:])
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.RunID = "abc"
 		args := c.childArgs("pub")
-		c2, err := parseConfig(args[0], args[1:])
+		c2, err := ParseConfig(args[0], args[1:])
 		if err != nil {
 			t.Fatalf("%v: child args %v: %v", a, args, err)
 		}
@@ -138,11 +138,11 @@ func TestParseTargetsAndSuite(t *testing.T) {
 		if s.TopicOf != "" {
 			args = append(args, "--topic", "t")
 		}
-		if _, err := parseConfig(s.Proto, args); err != nil {
+		if _, err := ParseConfig(s.Proto, args); err != nil {
 			t.Errorf("scenario %s: %v", s.Name, err)
 		}
 		if len(s.CeilingArgs) > 0 {
-			if _, err := parseConfig(s.Proto, append(append([]string(nil), s.CeilingArgs...), "--ceiling")); err != nil {
+			if _, err := ParseConfig(s.Proto, append(append([]string(nil), s.CeilingArgs...), "--ceiling")); err != nil {
 				t.Errorf("scenario %s ceiling: %v", s.Name, err)
 			}
 		}

@@ -73,7 +73,7 @@ func run(args []string) error {
 	case "-h", "--help", "help":
 		return fmt.Errorf("%w: %s", flag.ErrHelp, usage)
 	case "kafka", "amqp", "mqtt", "rocketmq":
-		cfg, err := parseConfig(args[0], args[1:])
+		cfg, err := ParseConfig(args[0], args[1:])
 		if err != nil {
 			return err
 		}
@@ -90,7 +90,7 @@ func run(args []string) error {
 		}
 		rep := newReport()
 		rep.Runs = append(rep.Runs, res)
-		printSummary(os.Stdout, res)
+		PrintSummary(os.Stdout, res)
 		return rep.write(cfg.Out)
 	case "suite":
 		return runSuite(ctx, args[1:])
@@ -178,8 +178,8 @@ func runReportCmd(args []string) error {
 	return rep.write(*out)
 }
 
-// printSummary prints one run's figures.
-func printSummary(w io.Writer, r *Result) {
+// PrintSummary prints one run's figures for people.
+func PrintSummary(w io.Writer, r *Result) {
 	c := r.Config
 	name := c.Proto
 	if c.Scenario != "" {

@@ -340,7 +340,7 @@ func runSuite(ctx context.Context, args []string) error {
 					}
 					args = append(args, "--rate", strconv.FormatFloat(rate, 'f', 0, 64))
 				}
-				cfg, err := parseConfig(s.Proto, args)
+				cfg, err := ParseConfig(s.Proto, args)
 				if err != nil {
 					return fmt.Errorf("BUG: scenario %s: %w", s.Name, err)
 				}
@@ -368,7 +368,7 @@ func runSuite(ctx context.Context, args []string) error {
 				}
 				delivered[s.Name][t.Label] = append(delivered[s.Name][t.Label], rate)
 				if progress != nil {
-					printSummary(progress, res)
+					PrintSummary(progress, res)
 				}
 				// Write as we go, so an interrupted suite leaves its results.
 				_ = rep.write(sc.out)
