@@ -107,3 +107,36 @@ func BenchmarkHotPath(b *testing.B) {
 		}
 	}
 }
+
+// FuzzServerFrames feeds arbitrary frames to an open connection: the server
+// must answer with exceptions, never panic.
+func FuzzServerFrames(f *testing.F) {
+	f.Add(publishFrames("q", []byte("body"), BasicProperties{Flags: FlagHeaders | FlagExpiration, Headers: Table{"a": int32(1)}, Expiration: "10"}))
+	f.Add(AppendMethodFrame(nil, 1, &QueueDeclare{Queue: "q", Arguments: Table{"x-max-length": int32(1), "x-overflow": "reject-publish"}}))
+	f.Add(AppendMethodFrame(nil, 1, &BasicConsume{Queue: "q", ConsumerTag: "c"}))
+	f.Add(AppendMethodFrame(nil, 1, &ExchangeDeclare{Exchange: "x", Type: "topic"}))
+	f.Add(AppendMethodFrame(nil, 1, &BasicAck{DeliveryTag: 1, Multiple: true}))
+	f.Add(AppendMethodFrame(nil, 1, &TxSelect{}))
+	s, err := New(nil, Config{}, testLogger())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fc := openFake(t, s)
+		setup := AppendMethodFrame(nil, 1, &QueueDeclare{Queue: "q"})
+		setup = append(setup, publishFrames("q", []byte("x"), BasicProperties{})...)
+		feed(t, s, fc, setup)
+		for len(b) > 0 {
+			n, err := FrameLen(b)
+			if err != nil || n == 0 || n > len(b) {
+				break
+			}
+			if s.OnFrame(fc, b[:n]) != nil {
+				break
+			}
+			b = b[n:]
+		}
+		fc.run()
+		s.OnClose(fc, nil)
+	})
+}
