@@ -239,7 +239,7 @@ func (m *Meta) Get(ns, key string) ([]byte, bool) {
 }
 
 // Range calls fn for every key of ns in key order until fn returns false.
-// fn must not call Put or Delete.
+// It iterates over a snapshot, so fn may call Put and Delete.
 func (m *Meta) Range(ns string, fn func(key string, value []byte) bool) {
 	m.mu.RLock()
 	t := m.data[ns]
@@ -259,8 +259,6 @@ func (m *Meta) Range(ns string, fn func(key string, value []byte) bool) {
 		}
 	}
 }
-
-func (m *Meta) close() error { return m.log.Close() }
 
 // metaDir is where the catalog lives under the data directory.
 func metaDir(dataDir string) string { return filepath.Join(dataDir, "meta") }
