@@ -34,7 +34,8 @@ func TestMetricsMove(t *testing.T) {
 			t.Errorf("quartet_connections_accepted_total{protocol=%q} = %v", proto, c)
 		}
 	}
-	for _, name := range []string{"quartet_appends_total", "quartet_fsyncs_total", "quartet_fsync_seconds_count", "quartet_writer_bytes_total"} {
+	for _, name := range []string{"quartet_appends_total", "quartet_fsyncs_total", "quartet_fsync_seconds_count",
+		"quartet_writer_bytes_total", "quartet_bytes_out_total", "quartet_sendfile_bytes_total"} {
 		if b, a := sum(before, name), sum(after, name); a <= b {
 			t.Errorf("%s: %v -> %v", name, b, a)
 		}
@@ -133,21 +134,39 @@ func exercise(t *testing.T, addrs map[string]string) {
 	for _, proto := range []string{"kafka", "amqp", "mqtt", "rocketmq"} {
 		t.Run(proto, produce[proto])
 	}
-	t.Run("kafka-fetch", func(t *testing.T) {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs["kafka"]), kgo.ConsumeTopics("metrics-kafka"),
+	// Fetch twice: small records (copied) and 64 KiB records (ranges above
+	// netpoll's copy threshold go by sendfile).
+	fetch := func(t *testing.T, topic string, n int) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs["kafka"]), kgo.ConsumeTopics(topic),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer cl.Close()
 		got := 0
-		for got < 10 {
+		for got < n {
 			fs := cl.PollFetches(ctx)
 			if err := ctx.Err(); err != nil {
-				t.Fatalf("fetched %d of 10: %v", got, err)
+				t.Fatalf("fetched %d of %d: %v", got, n, err)
 			}
 			fs.EachError(func(_ string, _ int32, err error) { t.Fatal(err) })
 			got += fs.NumRecords()
 		}
+	}
+	t.Run("kafka-fetch", func(t *testing.T) { fetch(t, "metrics-kafka", 10) })
+	t.Run("kafka-fetch-sendfile", func(t *testing.T) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs["kafka"]), kgo.AllowAutoTopicCreation(), kgo.DefaultProduceTopic("metrics-big"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := make([]byte, 64<<10)
+		for i := range 20 {
+			big[0] = byte(i)
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: big}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cl.Close()
+		fetch(t, "metrics-big", 20)
 	})
 }
