@@ -25,7 +25,7 @@ import (
 func BenchmarkLogAppend(b *testing.B) {
 	for _, c := range benchCases() {
 		b.Run(c.name(), func(b *testing.B) {
-			if c.mode == IOUring {
+			if c.mode != IOSync {
 				if err := uring.Available(); err != nil {
 					b.Skip(err)
 				}

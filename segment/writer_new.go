@@ -33,7 +33,7 @@ func newWriter(mode IOMode, logger *slog.Logger, faults *FaultPlan) (Writer, err
 		if err := uringAvailable(); err != nil {
 			return nil, fmt.Errorf("segment: io=uring: %w", err)
 		}
-		w, err := newUringWriter(logger, faults)
+		w, err := newUringWriter(logger, faults, false)
 		if err != nil {
 			return nil, fmt.Errorf("segment: io=uring: %w", err)
 		}
@@ -42,13 +42,22 @@ func newWriter(mode IOMode, logger *slog.Logger, faults *FaultPlan) (Writer, err
 		err := uringAvailable()
 		if err == nil {
 			var w *uringWriter
-			if w, err = newUringWriter(logger, faults); err == nil {
+			if w, err = newUringWriter(logger, faults, false); err == nil {
 				logger.Info("segment writer", "io", "uring", "ring", w.flags)
 				return w, nil
 			}
 		}
 		logger.Warn("segment writer: io_uring unavailable, using pwritev+fdatasync", "io", "sync", "reason", err.Error())
 		return newSyncWriter(logger, faults)
+	case ioUringInline:
+		if err := uringAvailable(); err != nil {
+			return nil, fmt.Errorf("segment: io=uring: %w", err)
+		}
+		w, err := newUringWriter(logger, faults, true)
+		if err != nil {
+			return nil, fmt.Errorf("segment: io=uring: %w", err)
+		}
+		return w, nil
 	default:
 		return nil, fmt.Errorf("segment: unknown io mode %q (want uring, sync or auto)", mode)
 	}

@@ -45,12 +45,33 @@ func (w *syncWriter) exec() {
 				w.fsync(c)
 				continue
 			}
-			w.write(op)
+			w.pwriteOp(op)
 		}
 	}
 }
 
-func (w *syncWriter) write(op *wop) {
+func (w *syncWriter) fsync(c *wchain) {
+	if err := w.faultFsync(c.fd); err != nil {
+		w.failSync(c, err)
+		return
+	}
+	t0 := time.Now()
+	var err error
+	for {
+		err = unix.Fdatasync(c.fd)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	w.recordFsync(time.Since(t0))
+	if err != nil {
+		w.failSync(c, err)
+	}
+}
+
+// pwriteOp writes op with pwritev from the calling (writer) thread, retrying
+// short writes, EINTR and EAGAIN; on failure it marks the chain failed.
+func (w *writerCore) pwriteOp(op *wop) {
 	fd := w.chains[op.chain].fd
 	retries := 0
 	for op.left > 0 {
@@ -81,25 +102,6 @@ func (w *syncWriter) write(op *wop) {
 			w.rs.shortWrites++
 		}
 		w.advance(op, n)
-	}
-}
-
-func (w *syncWriter) fsync(c *wchain) {
-	if err := w.faultFsync(c.fd); err != nil {
-		w.failSync(c, err)
-		return
-	}
-	t0 := time.Now()
-	var err error
-	for {
-		err = unix.Fdatasync(c.fd)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	w.recordFsync(time.Since(t0))
-	if err != nil {
-		w.failSync(c, err)
 	}
 }
 

@@ -20,9 +20,9 @@ import (
 )
 
 func writerModes(t *testing.T, fn func(t *testing.T, mode IOMode)) {
-	for _, mode := range []IOMode{IOSync, IOUring} {
+	for _, mode := range []IOMode{IOSync, IOUring, ioUringInline} {
 		t.Run(string(mode), func(t *testing.T) {
-			if mode == IOUring {
+			if mode != IOSync {
 				if err := uring.Available(); err != nil {
 					t.Skip(err)
 				}
@@ -48,7 +48,7 @@ func startWriter(t *testing.T, mode IOMode, plan *FaultPlan) Writer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Mode() != mode {
+	if want := map[IOMode]IOMode{ioUringInline: IOUring}[mode]; w.Mode() != mode && w.Mode() != want {
 		t.Fatalf("mode %s, want %s", w.Mode(), mode)
 	}
 	t.Cleanup(func() { w.Close() })
