@@ -420,22 +420,25 @@ func fmtLimit(n uint64) string {
 	return strconv.FormatUint(n, 10)
 }
 
-// procLimits reads the soft limits of a process by /proc/<pid>/limits row name.
-func (c *checker) procLimits(pid int) map[string]uint64 {
+// procLimits reads the soft and hard limits of a process by
+// /proc/<pid>/limits row name.
+func (c *checker) procLimits(pid int) map[string][2]uint64 {
 	f, err := os.Open(c.path(filepath.Join("proc", strconv.Itoa(pid), "limits")))
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	out := map[string]uint64{}
+	out := map[string][2]uint64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
 		for _, name := range limitNames {
 			if rest, ok := strings.CutPrefix(line, name); ok {
-				if f := strings.Fields(rest); len(f) > 0 {
-					if v, ok := parseLimit(f[0]); ok {
-						out[name] = v
+				if f := strings.Fields(rest); len(f) > 1 {
+					soft, ok1 := parseLimit(f[0])
+					hard, ok2 := parseLimit(f[1])
+					if ok1 && ok2 {
+						out[name] = [2]uint64{soft, hard}
 					}
 				}
 			}
@@ -452,9 +455,10 @@ func (c *checker) checkLimits() {
 			keys = append(keys, k)
 		}
 	}
-	var live map[string]uint64
+	var live, manager map[string][2]uint64
 	if c.daemon != 0 {
 		live = c.procLimits(c.daemon)
+		manager = c.procLimits(1)
 	}
 	for _, key := range keys {
 		wantS, _ := systemd.UnitSetting(systemd.Unit, key)
@@ -471,10 +475,17 @@ func (c *checker) checkLimits() {
 				c.add(Row{Warn, check, "unreadable", wantS, fixUnit})
 				continue
 			}
-			have, value = v, fmt.Sprintf("%s (pid %d)", fmtLimit(v), c.daemon)
+			have, value = v[0], fmt.Sprintf("%s (pid %d)", fmtLimit(v[0]), c.daemon)
 			fix = "systemctl daemon-reload && systemctl restart quartet"
 			if u, ok := systemd.UnitSetting(c.unit, key); !ok || !limitOK(u, want) {
 				fix = fixUnit
+			} else if m, ok := manager[limitNames[key]]; ok && m[1] < want {
+				// The unit asks for enough but the service manager itself
+				// is capped (a container without CAP_SYS_RESOURCE).
+				value += fmt.Sprintf("; pid 1 hard limit %s", fmtLimit(m[1]))
+				fix = fmt.Sprintf("raise the hard %s of pid 1 where the host or container starts (systemd-nspawn --rlimit=%s=%s, docker run --ulimit %s=%s)",
+					strings.TrimPrefix(key, "Limit"), strings.TrimPrefix(key, "Limit"), wantS,
+					dockerUlimit(key), dockerValue(wantS))
 			}
 		case c.unitPath != "":
 			u, ok := systemd.UnitSetting(c.unit, key)
@@ -499,6 +510,17 @@ func (c *checker) checkLimits() {
 		}
 		c.add(Row{st, check, value, ">= " + wantS, fix})
 	}
+}
+
+func dockerUlimit(key string) string {
+	return strings.ToLower(strings.TrimPrefix(key, "Limit"))
+}
+
+func dockerValue(v string) string {
+	if v == "infinity" {
+		return "-1"
+	}
+	return v + ":" + v
 }
 
 func limitOK(s string, want uint64) bool {

@@ -259,6 +259,23 @@ func TestUnitDropIns(t *testing.T) {
 	}
 }
 
+// In a container without CAP_SYS_RESOURCE the unit's limits are capped by
+// pid 1's hard limits: restarting does not help, the fix names the cap.
+func TestManagerCapped(t *testing.T) {
+	files := tunedHost(t)
+	files["proc/4242/limits"] = "Max open files            20000                20000                files\nMax locked memory         8388608              8388608              bytes"
+	files["proc/1/limits"] = files["proc/4242/limits"]
+	rows := Check(options(writeTree(t, files), serviceConfig()))
+	r := row(rows, "limit LimitNOFILE")
+	if r.Status != Fail || !strings.Contains(r.Value, "pid 1 hard limit 20000") || !strings.Contains(r.Fix, "systemd-nspawn --rlimit=NOFILE=1048576") {
+		t.Errorf("nofile: %+v", r)
+	}
+	r = row(rows, "limit LimitMEMLOCK")
+	if r.Status != Warn || !strings.Contains(r.Fix, "--ulimit memlock=-1") {
+		t.Errorf("memlock: %+v", r)
+	}
+}
+
 // Every key of the profile has a comparison rule, and every Limit* of the
 // unit maps to a /proc/<pid>/limits row.
 func TestCoverage(t *testing.T) {
