@@ -93,7 +93,8 @@ type Consumer struct {
 	Cancel   func() // the queue was deleted under the consumer (may be nil)
 	Priority int
 	Tag      string
-	hungry   bool
+	hungry   bool // idle with credit: wants a wake-up
+	woken    bool // woken, its pull pending
 }
 
 // Queue is one queue. Safe for concurrent use.
@@ -196,12 +197,24 @@ func (q *Queue) level(m *Message) int {
 // Publish enqueues m. It reports false when the queue refused it
 // (reject-publish overflow, or the queue was deleted).
 func (q *Queue) Publish(m *Message) bool {
+	ok, _ := q.PublishBacklog(m)
+	return ok
+}
+
+// PublishBacklog is Publish that also returns the ready count when the
+// queue has consumers (consumers falling behind), else 0: publishers use it
+// for flow control.
+func (q *Queue) PublishBacklog(m *Message) (bool, int) {
 	var p pending
 	q.mu.Lock()
 	ok := q.publishLocked(m, &p)
+	backlog := 0
+	if len(q.consumers) > 0 {
+		backlog = q.ready
+	}
 	q.mu.Unlock()
 	q.finish(&p)
-	return ok
+	return ok, backlog
 }
 
 func (q *Queue) publishLocked(m *Message, p *pending) bool {
@@ -358,33 +371,40 @@ func (q *Queue) onTimer() {
 	q.finish(&p)
 }
 
-// wakeLocked picks one hungry, eligible consumer to wake.
+// wakeLocked picks one hungry, eligible consumer to wake, unless one of at
+// least its priority is already woken (it pulls all it can, then passes on).
 func (q *Queue) wakeLocked(p *pending) {
 	if q.ready == 0 || len(q.consumers) == 0 {
 		return
 	}
 	if q.cfg.SingleActive {
 		if c := q.consumers[0]; c.hungry {
-			c.hungry = false
+			c.hungry, c.woken = false, true
 			p.wake = append(p.wake, c)
 		}
 		return
 	}
 	best := -1
+	woken := false
+	wokenPrio := 0
 	n := len(q.consumers)
 	for i := 0; i < n; i++ {
 		j := (q.rr + i) % n
 		c := q.consumers[j]
+		if c.woken && (!woken || c.Priority > wokenPrio) {
+			woken, wokenPrio = true, c.Priority
+		}
 		if c.hungry && (best < 0 || c.Priority > q.consumers[best].Priority) {
 			best = j
 		}
 	}
-	if best >= 0 {
-		c := q.consumers[best]
-		c.hungry = false
-		q.rr = best + 1
-		p.wake = append(p.wake, c)
+	if best < 0 || (woken && wokenPrio >= q.consumers[best].Priority) {
+		return
 	}
+	c := q.consumers[best]
+	c.hungry, c.woken = false, true
+	q.rr = best + 1
+	p.wake = append(p.wake, c)
 }
 
 func (q *Queue) eligible(c *Consumer) bool {
@@ -392,11 +412,24 @@ func (q *Queue) eligible(c *Consumer) bool {
 		return len(q.consumers) > 0 && q.consumers[0] == c
 	}
 	for _, o := range q.consumers {
-		if o != c && o.hungry && o.Priority > c.Priority {
+		if o != c && (o.hungry || o.woken) && o.Priority > c.Priority {
 			return false
 		}
 	}
 	return true
+}
+
+// Skip tells the queue that c, woken, will not pull now (no credit): it
+// stops counting as pending and another consumer may be woken.
+func (q *Queue) Skip(c *Consumer) {
+	var p pending
+	q.mu.Lock()
+	if c.woken || c.hungry {
+		c.woken, c.hungry = false, false
+		q.wakeLocked(&p)
+	}
+	q.mu.Unlock()
+	q.finish(&p)
 }
 
 // Subscribe adds a consumer; it is woken at once if messages are ready.
@@ -412,7 +445,7 @@ func (q *Queue) Subscribe(c *Consumer, exclusive bool) error {
 		return fmt.Errorf("%w: '%s'", ErrExclusiveConsumer, q.cfg.Name)
 	}
 	q.exclusive = exclusive
-	c.hungry = true
+	c.hungry, c.woken = true, false
 	q.consumers = append(q.consumers, c)
 	q.lastUsed = time.Now()
 	q.wakeLocked(&p)
@@ -450,6 +483,9 @@ func (q *Queue) Unsubscribe(c *Consumer) (last bool) {
 func (q *Queue) Pull(c *Consumer, max int, maxBytes int64, noAck bool, dst []Entry) []Entry {
 	var p pending
 	q.mu.Lock()
+	if c != nil {
+		c.woken = false
+	}
 	if q.deleted || (c != nil && !q.eligible(c)) {
 		if c != nil {
 			c.hungry = true

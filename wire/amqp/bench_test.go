@@ -91,3 +91,41 @@ func benchEndToEnd(b *testing.B, size int, durable bool) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkConsumeBacklog: delivery rate to one amqp091-go consumer
+// (prefetch 1000, multi-ack every 100) from a queue filled beforehand.
+func BenchmarkConsumeBacklog(b *testing.B) {
+	t := &testing.T{}
+	br := startBroker(t, b.TempDir(), Config{})
+	defer br.stop()
+	conn, err := amqp091.Dial(br.url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	q, _ := ch.QueueDeclare("", false, false, false, false, nil)
+	body := make([]byte, 16)
+	for i := 0; i < b.N; i++ {
+		ch.PublishWithContext(context.Background(), "", q.Name, false, false, amqp091.Publishing{Body: body})
+	}
+	for {
+		qq, _ := ch.QueueDeclarePassive(q.Name, false, false, false, false, nil)
+		if qq.Messages >= b.N {
+			break
+		}
+	}
+	cc, _ := amqp091.Dial(br.url)
+	defer cc.Close()
+	cch, _ := cc.Channel()
+	cch.Qos(1000, 0, false)
+	b.ReportAllocs()
+	b.ResetTimer()
+	ds, _ := cch.Consume(q.Name, "", false, false, false, false, nil)
+	for i := 0; i < b.N; i++ {
+		d := <-ds
+		if i%100 == 99 {
+			d.Ack(true)
+		}
+	}
+}

@@ -94,7 +94,9 @@ func (c *connection) setBlocked(reason string) {
 		}
 		if c.paused {
 			c.paused = false
-			c.nc.ResumeReads()
+			if !c.flowPaused {
+				c.nc.ResumeReads()
+			}
 		}
 	}
 }
@@ -102,7 +104,37 @@ func (c *connection) setBlocked(reason string) {
 func (c *connection) pause() {
 	if !c.paused {
 		c.paused = true
+		if !c.flowPaused {
+			c.nc.PauseReads()
+		}
+	}
+}
+
+// flowPause stops reading from this publisher until vq's consumers catch up.
+func (c *connection) flowPause(vq *vqueue) {
+	if c.flowPaused {
+		return
+	}
+	c.flowPaused = true
+	c.flowPauses++
+	if !c.paused {
 		c.nc.PauseReads()
+	}
+	vq.addFlowWaiter(c)
+	c.flowTimer = c.nc.AfterFunc(flowPauseMax, func(netpoll.Conn) { c.flowResume() })
+}
+
+func (c *connection) flowResume() {
+	if !c.flowPaused {
+		return
+	}
+	c.flowPaused = false
+	if c.flowTimer != nil {
+		c.flowTimer.Stop()
+		c.flowTimer = nil
+	}
+	if !c.paused && c.state != stateClosed {
+		c.nc.ResumeReads()
 	}
 }
 

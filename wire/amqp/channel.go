@@ -381,8 +381,11 @@ func (ch *channel) publish(m *queue.Message, mandatory bool, headers Table, tx *
 	case tx != nil:
 		done = tx.doneFunc()
 	}
-	accepted, waits := ch.vh().enqueue(m, ch.dests, done)
+	accepted, waits, over := ch.vh().enqueue(m, ch.dests, done)
 	clear(ch.dests)
+	if over != nil {
+		ch.c.flowPause(over)
+	}
 	if tx != nil {
 		tx.waits += waits
 	}

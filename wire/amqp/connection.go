@@ -48,7 +48,10 @@ type connection struct {
 
 	blockReason string // resource alarm on
 	published   bool
-	paused      bool
+	paused      bool // by a resource alarm
+	flowPaused  bool // by a queue's backlog (flow control)
+	flowPauses  int
+	flowTimer   netpoll.Timer
 }
 
 func newConnection(s *Server, nc netpoll.Conn) *connection {

@@ -227,17 +227,22 @@ func (c *consumer) credit() (int, int64) {
 // drain delivers what credit allows (loop only).
 func (c *consumer) drain() {
 	ch := c.ch
-	if c.stopped || ch.closing || !ch.flow {
+	if c.stopped || ch.closing {
 		return
 	}
 	if c.stream != nil {
 		c.drainStream()
 		return
 	}
+	if !ch.flow {
+		c.q.Skip(&c.qc)
+		return
+	}
 	conn := ch.c
 	for round := 0; round < drainRoundsMax; round++ {
 		credit, maxBytes := c.credit()
 		if credit <= 0 {
+			c.q.Skip(&c.qc)
 			return
 		}
 		if conn.nc.OutboundBytes() > outboundPauseBytes {
@@ -245,6 +250,11 @@ func (c *consumer) drain() {
 			return
 		}
 		es := c.q.Pull(&c.qc, credit, maxBytes, c.noAck, c.scratch[:0])
+		if c.q.flowOn.Load() {
+			if ready, _, _ := c.q.Counts(); ready < flowReadyLow {
+				c.q.releaseFlow()
+			}
+		}
 		if len(es) == 0 {
 			return
 		}

@@ -9,10 +9,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"quartet/engine/exchange"
 	"quartet/engine/queue"
+	"quartet/netpoll"
 )
 
 // vhost is the one virtual host ("/"): exchanges, bindings and queues, and
@@ -41,6 +43,40 @@ type vqueue struct {
 	replyTo *consumer // direct reply-to pseudo queue
 	expiryT *time.Timer
 	vh      *vhost
+
+	flowMu      sync.Mutex
+	flowWaiters []*connection // publishers paused by this queue's backlog
+	flowOn      atomic.Bool
+}
+
+// Flow control: a queue whose consumers fall behind (more than
+// flowReadyHigh ready messages while it has consumers) pauses reading from
+// the connections publishing to it until its consumers bring it below
+// flowReadyLow (or flowPauseMax passes), as RabbitMQ's credit flow does: the
+// consumer gets the CPU, latency and memory stay bounded.
+const (
+	flowReadyHigh = 20000
+	flowReadyLow  = 5000
+	flowPauseMax  = 500 * time.Millisecond
+)
+
+func (vq *vqueue) addFlowWaiter(c *connection) {
+	vq.flowMu.Lock()
+	vq.flowWaiters = append(vq.flowWaiters, c)
+	vq.flowOn.Store(true)
+	vq.flowMu.Unlock()
+}
+
+// releaseFlow resumes the publishers paused by this queue.
+func (vq *vqueue) releaseFlow() {
+	vq.flowMu.Lock()
+	ws := vq.flowWaiters
+	vq.flowWaiters = nil
+	vq.flowOn.Store(false)
+	vq.flowMu.Unlock()
+	for _, c := range ws {
+		c.nc.Execute(func(netpoll.Conn) { c.flowResume() })
+	}
 }
 
 func newVhost(log *slog.Logger) *vhost {
@@ -439,7 +475,7 @@ func addDeath(h Table, qname, reason, exName, key, expiration string) map[string
 // called with the outcome once the message is durable (at once when no
 // store write is needed), from any goroutine. It reports whether every
 // queue accepted the message (false: some queue refused it by overflow).
-func (v *vhost) enqueue(m *queue.Message, dests []exchange.Destination, done func(error)) (accepted bool, waits int) {
+func (v *vhost) enqueue(m *queue.Message, dests []exchange.Destination, done func(error)) (accepted bool, waits int, over *vqueue) {
 	accepted = true
 	var durable []*vqueue
 	if m.Persistent && v.store != nil {
@@ -468,10 +504,14 @@ func (v *vhost) enqueue(m *queue.Message, dests []exchange.Destination, done fun
 		case vq.replyTo != nil:
 			vq.replyTo.direct(m)
 		default:
-			if !vq.Publish(m) {
+			ok, backlog := vq.PublishBacklog(m)
+			if !ok {
 				accepted = false
+			}
+			if backlog > flowReadyHigh {
+				over = vq
 			}
 		}
 	}
-	return accepted, waits
+	return accepted, waits, over
 }
