@@ -35,6 +35,10 @@ type Subscription struct {
 // (from any goroutine) to drain the session's queue.
 type Notifier interface{ Notify() }
 
+// Waiter is a publisher paused because this session's queue is deep; Wake
+// (any goroutine) lets it read again.
+type Waiter interface{ Wake() }
+
 // Session is one client's state. The embedded mutex guards every field
 // except ID.
 type Session struct {
@@ -55,6 +59,12 @@ type Session struct {
 	Dropped     uint64   // messages dropped by the queue bound
 	Gen         uint64   // bumped on every attach (expiry timers check it)
 	QoS2In      map[uint16]struct{}
+	// Waiters are publishers paused until the queue drains below half its
+	// high-water mark; Progress (unix nanos) is when the session's
+	// connection last took messages, so a stalled subscriber stops
+	// pausing publishers.
+	Waiters  []Waiter
+	Progress int64
 
 	q       []Entry
 	qHead   int
@@ -225,6 +235,26 @@ func (s *Session) Clear() {
 	}
 	s.inf, s.infHead, s.infLen, s.infLive = nil, 0, 0, 0
 	s.QoS2In = nil
+}
+
+// AddWaiter registers w unless it is already waiting. Caller holds the lock.
+func (s *Session) AddWaiter(w Waiter) bool {
+	for _, x := range s.Waiters {
+		if x == w {
+			return false
+		}
+	}
+	s.Waiters = append(s.Waiters, w)
+	return true
+}
+
+// TakeWaiters removes and returns the waiters (caller holds the lock, wakes
+// them after unlocking).
+func (s *Session) TakeWaiters(dst []Waiter) []Waiter {
+	dst = append(dst, s.Waiters...)
+	clear(s.Waiters)
+	s.Waiters = s.Waiters[:0]
+	return dst
 }
 
 // Store is the set of sessions by client identifier.

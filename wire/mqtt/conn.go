@@ -53,6 +53,9 @@ type conn struct {
 	lastRx   int64 // coarse unix nanos of the last packet
 	notified atomic.Bool
 	drainFn  func(netpoll.Conn)
+	wakeFn   func(netpoll.Conn)
+	blocked  int // sessions this publisher waits on (reads paused while > 0)
+	waiters  []session.Waiter
 	timer    netpoll.Timer
 
 	aliasIn  map[uint16]string
@@ -98,6 +101,9 @@ type scratch struct {
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
+// Wake implements session.Waiter (any goroutine).
+func (c *conn) Wake() { _ = c.nc.Execute(c.wakeFn) }
+
 // Notify implements session.Notifier: drain the session's queue on the loop.
 func (c *conn) Notify() {
 	if !c.notified.Swap(true) {
@@ -115,6 +121,14 @@ func (h *handler) OnOpen(nc netpoll.Conn) any {
 	c.drainFn = func(netpoll.Conn) {
 		c.notified.Store(false)
 		c.drain()
+	}
+	c.wakeFn = func(netpoll.Conn) {
+		if c.blocked > 0 {
+			c.blocked--
+		}
+		if c.blocked == 0 {
+			c.nc.ResumeReads()
+		}
 	}
 	c.timer = nc.AfterFunc(s.cfg.ConnectTimeout, func(netpoll.Conn) {
 		if c.state == stateNew {
@@ -520,8 +534,22 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 	if p.Retain {
 		s.retained.Set(m, nil)
 	}
-	n := s.route(m, ss)
+	n, blocked := s.routeFrom(m, ss, c)
 	m.Release()
+	if blocked > 0 {
+		if c.blocked == 0 {
+			c.nc.PauseReads()
+			// a subscriber that stops reading must not hold publishers:
+			// give up waiting after the stall timeout
+			c.nc.AfterFunc(s.cfg.StallTimeout, func(nc netpoll.Conn) {
+				if c.blocked > 0 {
+					c.blocked = 0
+					nc.ResumeReads()
+				}
+			})
+		}
+		c.blocked += blocked
+	}
 	rc := byte(RCSuccess)
 	if n == 0 && c.version == Version5 {
 		rc = RCNoMatchingSubscribers
@@ -802,7 +830,19 @@ func (c *conn) drain() {
 		c.out = nil
 	}
 	pending := ss.QueueLen() > 0 && full
+	if sent > 0 {
+		ss.Progress = now
+	}
+	waiters := c.waiters[:0]
+	if len(ss.Waiters) > 0 && ss.QueueLen() <= s.cfg.QueueHighMessages/2 {
+		waiters = ss.TakeWaiters(waiters)
+	}
 	ss.Unlock()
+	for i, w := range waiters {
+		w.Wake()
+		waiters[i] = nil
+	}
+	c.waiters = waiters[:0]
 	if sent > 0 {
 		s.stats.MsgsOut.Add(uint64(sent))
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 )
 
 func TestQoSEndToEnd5(t *testing.T) {
@@ -338,4 +339,40 @@ func TestSlowSubscriberDoesNotBlock(t *testing.T) {
 		t.Fatal("no drops counted for the non-reading subscriber")
 	}
 	t.Logf("fast got %d/%d in %v; dropped for slow: %d", got, n, time.Since(start), b.srv.Stats().Dropped.Load())
+}
+
+func TestSlowQoS1SubscriberFlowControl(t *testing.T) {
+	b := startBroker(t, t.TempDir(), Config{InflightMessagesMax: 16, QueueMessagesMax: 500, StallTimeout: 300 * time.Millisecond})
+	// a QoS 1 subscriber that never reads nor acknowledges
+	slow := dialRaw(t, b.addr, Version311)
+	slow.connect("slow1", true, nil)
+	slow.subscribe(1, "fc/#", 1)
+	sink := newSink3()
+	fast := connect3(t, b.addr, "fast1", true, sink, nil)
+	sub3(t, fast, "fc/#", 1)
+	pub := connect3(t, b.addr, "pub1", true, nil, nil)
+	const n = 2000
+	start := time.Now()
+	toks := make([]paho3.Token, 0, n)
+	for i := 0; i < n; i++ {
+		toks = append(toks, pub.Publish("fc/x", 1, false, fmt.Sprint(i)))
+	}
+	for _, tok := range toks {
+		wait(t, tok)
+	}
+	for i := 0; i < n; i++ {
+		if m := sink.next(t); m.payload != fmt.Sprint(i) {
+			t.Fatalf("fast subscriber: #%d got %q", i, m.payload)
+		}
+	}
+	el := time.Since(start)
+	if el > 4*time.Second {
+		t.Fatalf("publisher held back by the stalled subscriber: %v", el)
+	}
+	st := b.srv.Stats()
+	// the stalled session holds 16 inflight + 500 queued; the rest is dropped and counted
+	if st.Dropped.Load() != n-16-500 {
+		t.Fatalf("dropped %d, want %d", st.Dropped.Load(), n-16-500)
+	}
+	t.Logf("%d QoS 1 publishes in %v; dropped for the stalled subscriber: %d", n, el, st.Dropped.Load())
 }

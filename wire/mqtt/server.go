@@ -42,6 +42,15 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// SysInterval is the $SYS/broker/... publishing period (0: 10 s; <0: off).
 	SysInterval time.Duration
+	// QueueHighMessages: a QoS 1/2 publisher whose message lands in an
+	// online session queue this deep pauses reading until the queue is
+	// drained to half (lossless flow control to a slow but live
+	// subscriber) (0: 2 × InflightMessagesMax).
+	QueueHighMessages int
+	// StallTimeout: a session whose connection took nothing for this long
+	// no longer pauses publishers; its queue fills to QueueMessagesMax and
+	// then drops, counted (0: 1 s).
+	StallTimeout time.Duration
 	// RetryInterval re-drains a connection whose output is above the
 	// high-water mark (0: 20 ms).
 	RetryInterval time.Duration
@@ -79,6 +88,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SysInterval == 0 {
 		c.SysInterval = 10 * time.Second
+	}
+	if c.QueueHighMessages <= 0 {
+		c.QueueHighMessages = 2 * c.InflightMessagesMax
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = time.Second
 	}
 	if c.RetryInterval <= 0 {
 		c.RetryInterval = 20 * time.Millisecond
@@ -230,6 +245,15 @@ func (s *Server) publishSys() {
 // route delivers m to every matching subscription; it returns the number of
 // sessions it was delivered or queued to. Any goroutine.
 func (s *Server) route(m *session.Message, origin *session.Session) int {
+	n, _ := s.routeFrom(m, origin, nil)
+	return n
+}
+
+// routeFrom is route for a publishing connection pub, which it registers as
+// a waiter on every online session whose queue is past the high-water mark;
+// it returns how many registrations were made.
+func (s *Server) routeFrom(m *session.Message, origin *session.Session, pub session.Waiter) (int, int) {
+	blocked := 0
 	sp := s.subsPool.Get().(*[]trie.Sub[*session.Session])
 	subs := s.trie.Match(m.Topic, (*sp)[:0])
 	if len(subs) > 1 {
@@ -283,39 +307,47 @@ func (s *Server) route(m *session.Message, origin *session.Session) int {
 		if skip {
 			continue
 		}
-		if s.deliver(ss, m, e) {
+		ok, b := s.deliver(ss, m, e, pub)
+		if ok {
 			n++
+		}
+		if b {
+			blocked++
 		}
 	}
 	clear(subs)
 	*sp = subs[:0]
 	s.subsPool.Put(sp)
-	return n
+	return n, blocked
 }
 
 // deliver queues m for ss (taking a new reference) and wakes its connection.
-func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entry) bool {
+func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entry, pub session.Waiter) (ok, blocked bool) {
 	ss.Lock()
 	owner := ss.Owner
 	if owner == nil && (e.QoS == 0 || !ss.Persistent) {
 		ss.Unlock()
-		return false
+		return false, false
 	}
 	m.Ref()
 	e.Msg = m
 	if s.persist != nil && owner == nil && e.QoS > 0 {
 		e.Seq = s.persist.enqueue(ss, m, e)
 	}
-	ok := ss.Enqueue(e)
+	ok = ss.Enqueue(e)
+	if ok && pub != nil && owner != nil && e.QoS > 0 && ss.QueueLen() >= s.cfg.QueueHighMessages &&
+		s.now.Load()-ss.Progress < int64(s.cfg.StallTimeout) {
+		blocked = ss.AddWaiter(pub)
+	}
 	ss.Unlock()
 	if !ok {
 		s.stats.Dropped.Add(1)
-		return false
+		return false, false
 	}
 	if owner != nil {
 		owner.Notify()
 	}
-	return true
+	return true, blocked
 }
 
 // newClientID returns a server-assigned client identifier.
@@ -355,6 +387,7 @@ func (s *Server) attach(c *conn, cleanStart bool, persistent bool, expiry uint32
 	ss.Lock()
 	ss.Owner = c
 	ss.Online.Store(true)
+	ss.Progress = s.now.Load()
 	ss.Gen++
 	ss.Version = c.version
 	ss.Persistent = persistent
@@ -396,14 +429,19 @@ func (s *Server) detach(c *conn) {
 	s.sessMu.Lock()
 	ss.Lock()
 	mine := ss.Owner == c
+	var waiters []session.Waiter
 	if mine {
 		ss.Owner = nil
 		ss.Online.Store(false)
+		waiters = ss.TakeWaiters(nil)
 	}
 	persistent := ss.Persistent
 	expiry := ss.ExpirySec
 	gen := ss.Gen
 	ss.Unlock()
+	for _, w := range waiters {
+		w.Wake()
+	}
 	if mine {
 		if !persistent {
 			s.dropSession(ss)
