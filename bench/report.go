@@ -49,6 +49,8 @@ func statOf(v []float64) Stat {
 // TargetStats aggregates the rounds of one scenario against one target.
 type TargetStats struct {
 	Label        string       `json:"label"`
+	Ceiling      bool         `json:"ceiling,omitempty"` // a discarding sink, not a broker
+	SendMBps     Stat         `json:"send_mbps"`
 	Delivered    Stat         `json:"delivered_rate"`
 	Sent         Stat         `json:"send_rate"`
 	MBps         Stat         `json:"mbps"`
@@ -113,6 +115,12 @@ func aggregate(runs []*Result) []Comparison {
 			t[j].RatioDelivered = ratio(t[0].Delivered.Median, t[j].Delivered.Median)
 			t[j].RatioPerCPU = ratio(t[0].PerBrokerCPU.Median, t[j].PerBrokerCPU.Median)
 			t[j].RatioMBps = ratio(t[0].MBps.Median, t[j].MBps.Median)
+			if t[j].Ceiling {
+				// The ceiling only takes requests in: compare what the
+				// subject took in (produced / sent), as a fraction.
+				t[j].RatioDelivered = ratio(t[0].Sent.Median, t[j].Sent.Median)
+				t[j].RatioMBps = ratio(t[0].SendMBps.Median, t[j].SendMBps.Median)
+			}
 		}
 	}
 	return out
@@ -126,7 +134,7 @@ func ratio(a, b float64) float64 {
 }
 
 func targetStats(label string, rs []*Result) TargetStats {
-	var del, sent, mb, per, bcpu, gcpu, p50, p99, p999, ack, drop, rss []float64
+	var del, sent, mb, smb, per, bcpu, gcpu, p50, p99, p999, ack, drop, rss []float64
 	ts := TargetStats{Label: label}
 	for _, r := range rs {
 		rate := r.DeliveredRate
@@ -136,7 +144,9 @@ func targetStats(label string, rs []*Result) TargetStats {
 		}
 		del = append(del, rate)
 		sent = append(sent, r.SendRate)
+		smb = append(smb, r.SendMBps)
 		mb = append(mb, mbps)
+		ts.Ceiling = ts.Ceiling || r.Config.Ceiling
 		if r.MsgsPerBrokerCPU > 0 {
 			per = append(per, r.MsgsPerBrokerCPU)
 			bcpu = append(bcpu, r.BrokerCPUPct)
@@ -157,6 +167,7 @@ func targetStats(label string, rs []*Result) TargetStats {
 		ts.Errors += r.Errors
 	}
 	ts.Delivered, ts.Sent, ts.MBps, ts.PerBrokerCPU = statOf(del), statOf(sent), statOf(mb), statOf(per)
+	ts.SendMBps = statOf(smb)
 	ts.BrokerCPUPct, ts.GenCPUPct = statOf(bcpu), statOf(gcpu)
 	ts.P50Us, ts.P99Us, ts.P999Us, ts.AckP99Us = statOf(p50), statOf(p99), statOf(p999), statOf(ack)
 	ts.DropPct, ts.RSSPeak = statOf(drop), statOf(rss)
@@ -287,7 +298,7 @@ func (rep *Report) Markdown() string {
 					fmtStat(t.DropPct, fmtDrop), rd, rc)
 			}
 		}
-		b.WriteString("\n× columns: first target of the scenario divided by this one (medians). A ceiling row (a sink that reads and discards the same requests, pre-encoded) counts records written: its × is the subject's fraction of the machine's ceiling.\n\n")
+		b.WriteString("\n× columns: first target of the scenario divided by this one (medians). A ceiling row (a sink that reads and discards the same requests, pre-encoded; its delivered column is records written) is compared on what the subject took in: × delivered = subject's sent (produced) msgs/s ÷ the ceiling's, i.e. the fraction of the machine's ceiling.\n\n")
 	}
 	if len(rep.Idle) > 0 {
 		b.WriteString("## Idle connections\n\n| target | proto | connections | broker RSS before | after | per connection | connect rate |\n|---|---|---|---|---|---|---|\n")
@@ -338,36 +349,45 @@ func (rep *Report) SVG() string {
 	fmt.Fprintf(&body, `<text x="16" y="24" font-size="16" font-weight="bold">quartet-bench · %s</text>`, esc(rep.Date.Format("2006-01-02 15:04 UTC")))
 	fmt.Fprintf(&body, `<text x="16" y="40" font-size="11" fill="#555">%s</text>`, esc(rep.Hardware))
 	y = 64
-	fmt.Fprintf(&body, `<text x="16" y="%d" font-size="14" font-weight="bold">Throughput (delivered msgs/s, median of rounds; whisker = min–max; broker CPU-s efficiency in brackets)</text>`, y)
+	fmt.Fprintf(&body, `<text x="16" y="%d" font-size="14" font-weight="bold">Throughput (median of rounds; whisker = min–max; [msgs in+out per broker CPU-second])</text>`, y)
 	y += 12
 	const labelW = 210
-	barMax := W - labelW - 260
+	barMax := W - labelW - 330
 	for _, c := range comps {
+		// Against a ceiling the comparison is of what went in (produced).
+		metric, what := func(t TargetStats) Stat { return t.Delivered }, "delivered"
+		for _, t := range c.Targets {
+			if t.Ceiling {
+				metric, what = func(t TargetStats) Stat { return t.Sent }, "produced"
+			}
+		}
 		maxV := 0.0
 		for _, t := range c.Targets {
-			maxV = math.Max(maxV, math.Max(t.Delivered.Max, t.Delivered.Median))
+			maxV = math.Max(maxV, math.Max(metric(t).Max, metric(t).Median))
 		}
 		if maxV == 0 {
 			maxV = 1
 		}
-		y += 8
-		fmt.Fprintf(&body, `<text x="16" y="%d" font-size="12" font-weight="bold">%s</text>`, y+12, esc(c.Scenario))
+		y += 10
+		fmt.Fprintf(&body, `<text x="16" y="%d" font-size="12" font-weight="bold">%s <tspan font-weight="normal" fill="#555">(%s msgs/s)</tspan></text>`, y+12, esc(c.Scenario), what)
+		y += 16
 		for i, t := range c.Targets {
 			col := palette[i%len(palette)]
-			w := int(float64(barMax) * t.Delivered.Median / maxV)
+			m := metric(t)
+			w := int(float64(barMax) * m.Median / maxV)
 			fmt.Fprintf(&body, `<text x="%d" y="%d" font-size="11" text-anchor="end">%s</text>`, labelW-6, y+14, esc(t.Label))
 			fmt.Fprintf(&body, `<rect x="%d" y="%d" width="%d" height="14" fill="%s"/>`, labelW, y+3, max(w, 1), col)
-			if t.Delivered.N > 1 {
-				x1 := labelW + int(float64(barMax)*t.Delivered.Min/maxV)
-				x2 := labelW + int(float64(barMax)*t.Delivered.Max/maxV)
+			if m.N > 1 {
+				x1 := labelW + int(float64(barMax)*m.Min/maxV)
+				x2 := labelW + int(float64(barMax)*m.Max/maxV)
 				fmt.Fprintf(&body, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#111" stroke-width="1.5"/>`, x1, y+10, x2, y+10)
 			}
-			txt := fmtRate(t.Delivered.Median) + "/s"
+			txt := fmtRate(m.Median) + "/s"
 			if t.PerBrokerCPU.N > 0 {
 				txt += fmt.Sprintf(" [%s/CPU-s]", fmtRate(t.PerBrokerCPU.Median))
 			}
 			if i > 0 && t.RatioDelivered > 0 {
-				txt += fmt.Sprintf(" subject %s", fmtRatio(t.RatioDelivered))
+				txt += fmt.Sprintf("  %s÷%s = %s", c.Targets[0].Label, t.Label, fmtRatio(t.RatioDelivered))
 			}
 			fmt.Fprintf(&body, `<text x="%d" y="%d" font-size="11">%s</text>`, labelW+max(w, 1)+6, y+14, esc(txt))
 			y += 18
@@ -467,7 +487,7 @@ func latencyPanel(c Comparison, x, y, w, h int) string {
 			}
 			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8"%s/>`, strings.Join(pts, " "), col, dash)
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="%s">%s</text>`, x+6, y+12+12*i, col, html.EscapeString(t.Label))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="%s" text-anchor="end">%s</text>`, x+w, y-8-12*(len(c.Targets)-1-i), col, html.EscapeString(t.Label))
 	}
 	return b.String()
 }
