@@ -113,8 +113,22 @@ func (s *syncBuffer) String() string {
 // for example "setpriv --reuid=65534 --regid=65534 --clear-groups
 // --no-new-privs --inh-caps=-all --bounding-set=-all" to approximate the
 // unit's unprivileged sandbox.
+//
+// QUARTET_TEST_ATTACH=name=addr,... (names as in the ready line: kafka,
+// amqp, mqtt, rocketmq_namesrv, http, ...) makes the client tests run
+// against an already running daemon, such as the service started by
+// systemd/sandbox-check.sh, instead of starting one.
 func startDaemon(t *testing.T, env []string, extra ...string) *daemon {
 	t.Helper()
+	if a := os.Getenv("QUARTET_TEST_ATTACH"); a != "" {
+		d := &daemon{addrs: map[string]string{}}
+		for _, kv := range strings.Split(a, ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				d.addrs[k] = v
+			}
+		}
+		return d
+	}
 	return startDaemonWrapped(t, env, strings.Fields(os.Getenv("QUARTET_TEST_WRAPPER")), extra...)
 }
 
@@ -198,6 +212,9 @@ func parseKV(line string) map[string]string {
 
 func (d *daemon) stop(t *testing.T) {
 	t.Helper()
+	if d.cmd == nil {
+		return // attached (QUARTET_TEST_ATTACH): not ours to stop
+	}
 	if err := syscall.Kill(d.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +232,9 @@ func (d *daemon) stop(t *testing.T) {
 // sees READY=1 (and a watchdog ping), then after SIGTERM STOPPING=1 and
 // exit status 0.
 func TestNotifySocket(t *testing.T) {
+	if os.Getenv("QUARTET_TEST_ATTACH") != "" {
+		t.Skip("QUARTET_TEST_ATTACH: no daemon of our own to start")
+	}
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
