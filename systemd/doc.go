@@ -7,6 +7,9 @@
 //	sysusers.d/quartet.conf  the quartet system user
 //	quartet.toml             commented default config (/etc/quartet/quartet.toml)
 //	install.sh, uninstall.sh `make install` / `make uninstall`
+//	sandbox-check.sh         boots the host OS in a throwaway systemd-nspawn
+//	                         container, runs quartet.service under its full
+//	                         sandbox and the client tests against it (root)
 //
 // install.sh takes DESTDIR (default empty), PREFIX (default /usr/local) and
 // BIN (default bin/quartet) from the environment and installs:

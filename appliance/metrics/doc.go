@@ -34,5 +34,6 @@
 //
 // Names for the appliance's standard metrics are the constants in names.go;
 // use them so dashboards stay stable. RegisterProcess adds go_* and
-// process_* metrics.
+// process_* metrics; package lag (appliance/metrics/lag) adds consumer lag
+// per group and topic from the engine's committed offsets.
 package metrics

@@ -9,6 +9,7 @@
 //	STATUS=...   one line shown by systemctl status  (Status)
 //	STOPPING=1   when graceful shutdown begins        (Stopping)
 //	WATCHDOG=1   every WatchdogSec/2 while healthy    (StartWatchdog)
+//	EXTEND_TIMEOUT_USEC=...  more time for a long recovery (ExtendTimeout)
 //
 // With NOTIFY_SOCKET unset every call is a no-op returning (false, nil), so
 // the daemon behaves the same outside systemd.

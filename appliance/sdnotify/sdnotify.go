@@ -56,6 +56,13 @@ func Status(s string) error {
 	return err
 }
 
+// ExtendTimeout asks for d more time to finish starting or stopping
+// (EXTEND_TIMEOUT_USEC), for a long recovery or a long final flush.
+func ExtendTimeout(d time.Duration) error {
+	_, err := Notify("EXTEND_TIMEOUT_USEC=" + strconv.FormatInt(d.Microseconds(), 10))
+	return err
+}
+
 // Watchdog sends one keep-alive ping.
 func Watchdog() error { _, err := Notify("WATCHDOG=1"); return err }
 

@@ -48,6 +48,12 @@ func TestNotify(t *testing.T) {
 		if got := recv(t, c); got != "STATUS=serving now" {
 			t.Fatalf("got %q", got)
 		}
+		if err := ExtendTimeout(90 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got := recv(t, c); got != "EXTEND_TIMEOUT_USEC=90000000" {
+			t.Fatalf("got %q", got)
+		}
 		if err := Stopping(); err != nil {
 			t.Fatal(err)
 		}
