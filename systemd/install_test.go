@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/BurntSushi/toml"
+
 	"quartet/appliance"
 )
 
@@ -217,5 +219,41 @@ func TestUnitVerify(t *testing.T) {
 	t.Logf("exposure %.1f", score)
 	if score > 1.5 {
 		t.Errorf("exposure %.1f > 1.5:\n%s", score, out)
+	}
+}
+
+// TestShippedConfigHasEveryKey: quartet.toml states every setting of
+// appliance.Config (users aside, shown commented out).
+func TestShippedConfigHasEveryKey(t *testing.T) {
+	var c appliance.Config
+	md, err := toml.Decode(DefaultConfig, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFile := map[string]bool{}
+	for _, k := range md.Keys() {
+		inFile[k.String()] = true
+	}
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name := f.Tag.Get("toml")
+			if name == "" || name == "users" {
+				continue
+			}
+			key := prefix + name
+			if f.Type.Kind() == reflect.Struct {
+				walk(key+".", f.Type)
+				continue
+			}
+			if !inFile[key] {
+				t.Errorf("quartet.toml lacks %s", key)
+			}
+		}
+	}
+	walk("", reflect.TypeOf(c))
+	if !strings.Contains(DefaultConfig, "# [[users]]") {
+		t.Error("quartet.toml does not show [[users]]")
 	}
 }
