@@ -14,7 +14,8 @@
 // drop-ins), io_uring (probe, kernel version), the data directory's
 // filesystem, free space and write access under the sandbox, transparent
 // huge pages, the clock source, the CPU frequency governor, listener ports
-// free, and CAP_NET_BIND_SERVICE for ports below 1024. Every WARN/FAIL row
+// free, CAP_NET_BIND_SERVICE for ports below 1024, listeners beyond loopback
+// without users, and a password-holding config readable by all. Every WARN/FAIL row
 // carries the command that fixes it. The exit code is 1 if any row FAILs.
 //
 // Everything is read below Options.Root (default "/"), so tests point it

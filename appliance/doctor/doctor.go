@@ -169,6 +169,7 @@ func Check(o Options) []Row {
 	c.checkClocksource()
 	c.checkGovernor()
 	c.checkPorts()
+	c.checkAuth()
 	return c.rows
 }
 
@@ -884,6 +885,29 @@ func (c *checker) checkPorts() {
 			c.add(Row{Fail, check, l.Addr + ": " + shortErr(err), "free",
 				fmt.Sprintf("set %s in %s to an address of this host (ip -br addr)", key, c.o.ConfigPath)})
 		}
+	}
+}
+
+// ---- authentication -------------------------------------------------------
+
+func (c *checker) checkAuth() {
+	for _, l := range c.o.Config.Unauthenticated() {
+		c.add(Row{Warn, "auth " + l.Name, l.Addr + " reachable beyond loopback, no users for " + l.Protocol, "[[users]] or loopback",
+			fmt.Sprintf("add a [[users]] entry for %s to %s, or set listeners.%s.addr to 127.0.0.1:<port>; then systemctl restart quartet",
+				l.Protocol, c.o.ConfigPath, l.Name)})
+	}
+	if len(c.o.Config.Users) == 0 {
+		return
+	}
+	fi, err := os.Stat(c.path(c.o.ConfigPath))
+	if err != nil {
+		return
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		c.add(Row{Warn, "config permissions", fmt.Sprintf("%v, holds passwords", fi.Mode().Perm()), "0640 root:quartet",
+			fmt.Sprintf("chgrp quartet %s && chmod 0640 %s", c.o.ConfigPath, c.o.ConfigPath)})
+	} else {
+		c.add(Row{OK, "config permissions", fi.Mode().Perm().String(), "0640 root:quartet", ""})
 	}
 }
 

@@ -259,6 +259,26 @@ func TestUnitDropIns(t *testing.T) {
 	}
 }
 
+func TestAuth(t *testing.T) {
+	files := tunedHost(t)
+	files["etc/quartet/quartet.toml"] = "x"
+	root := writeTree(t, files)
+	cfg := serviceConfig()
+	cfg.Listeners.AMQP.Addr = "0.0.0.0:5672"
+	cfg.Users = []appliance.User{{Name: "app", Password: "pw", Protocols: []string{"kafka"}}}
+	rows := Check(options(root, cfg))
+	if r := row(rows, "auth amqp"); r.Status != Warn || !strings.Contains(r.Fix, "listeners.amqp.addr") {
+		t.Errorf("auth: %+v", r)
+	}
+	if r := row(rows, "config permissions"); r.Status != Warn || r.Fix != "chgrp quartet /etc/quartet/quartet.toml && chmod 0640 /etc/quartet/quartet.toml" {
+		t.Errorf("perm: %+v", r)
+	}
+	os.Chmod(filepath.Join(root, "etc/quartet/quartet.toml"), 0o640)
+	if r := row(Check(options(root, cfg)), "config permissions"); r.Status != OK {
+		t.Errorf("perm after chmod: %+v", r)
+	}
+}
+
 // In a container without CAP_SYS_RESOURCE the unit's limits are capped by
 // pid 1's hard limits: restarting does not help, the fix names the cap.
 func TestManagerCapped(t *testing.T) {
