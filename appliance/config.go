@@ -157,13 +157,27 @@ type RocketMQConfig struct {
 	TransactionCheckInterval time.Duration `toml:"transaction_check_interval"`
 }
 
-// User is one credential. Protocols lists where it is accepted ("kafka"
-// SASL/PLAIN, "amqp" PLAIN, "mqtt" username/password, "rocketmq" ACL);
-// empty means all four. TOML array of tables [[users]].
+// User is one credential. Protocols lists where it is accepted; empty
+// means every protocol in AuthProtocols. TOML array of tables [[users]].
 type User struct {
 	Name      string   `toml:"name"`
 	Password  string   `toml:"password"`
 	Protocols []string `toml:"protocols"`
+}
+
+// AuthProtocols are the protocols whose servers check [[users]] today
+// (AMQP PLAIN/AMQPLAIN). Naming another protocol in users.protocols is a
+// config error, not a silent no-op; add a protocol here when its server
+// enforces users (Kafka SASL/PLAIN, MQTT username/password, RocketMQ ACL).
+var AuthProtocols = []string{"amqp"}
+
+func authEnforced(protocol string) bool {
+	for _, p := range AuthProtocols {
+		if p == protocol {
+			return true
+		}
+	}
+	return false
 }
 
 // Config is every setting of the appliance. The zero value is not useful;
@@ -353,6 +367,10 @@ func (c *Config) Validate() error {
 		for _, p := range u.Protocols {
 			switch p {
 			case "kafka", "amqp", "mqtt", "rocketmq":
+				if !authEnforced(p) {
+					return cfgErr(key+".protocols", "%s does not authenticate clients yet (users apply to %s)",
+						p, strings.Join(AuthProtocols, ", "))
+				}
 			default:
 				return cfgErr(key+".protocols", "%q is not one of kafka, amqp, mqtt, rocketmq", p)
 			}
@@ -558,9 +576,13 @@ func (r *RocketMQConfig) DelayLevelDurations() ([]time.Duration, error) {
 	return out, nil
 }
 
-// AuthConfigured reports whether at least one user may authenticate over
-// protocol ("kafka", "amqp", "mqtt", "rocketmq").
+// AuthConfigured reports whether protocol ("kafka", "amqp", "mqtt",
+// "rocketmq") authenticates clients: its server enforces users
+// (AuthProtocols) and at least one user may log in over it.
 func (c *Config) AuthConfigured(protocol string) bool {
+	if !authEnforced(protocol) {
+		return false
+	}
 	for _, u := range c.Users {
 		if len(u.Protocols) == 0 {
 			return true

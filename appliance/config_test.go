@@ -53,9 +53,9 @@ retention_bytes = 1073741824
 retention_age = "24h"
 
 [listeners.kafka]
-addr = "0.0.0.0:19092"
+addr = "127.0.0.1:19092"
 [listeners.amqp]
-addr = ""
+addr = "0.0.0.0:5672"
 [limits]
 connections_max = 10
 [kafka]
@@ -65,7 +65,7 @@ queues_per_topic = 8
 [[users]]
 name = "app"
 password = "secret"
-protocols = ["kafka"]
+protocols = ["amqp"]
 `)
 	c, err := Load(p)
 	if err != nil {
@@ -77,17 +77,17 @@ protocols = ["kafka"]
 	if c.SegmentBytes != 64<<20 || c.RetentionBytes != 1<<30 || c.RetentionAge != 24*time.Hour {
 		t.Errorf("sizes: %v %v %v", c.SegmentBytes, c.RetentionBytes, c.RetentionAge)
 	}
-	if c.Listeners.Kafka.Addr != "0.0.0.0:19092" || c.Listeners.AMQP.Enabled() || c.Listeners.MQTT.Addr != "127.0.0.1:1883" {
+	if c.Listeners.Kafka.Addr != "127.0.0.1:19092" || c.Listeners.AMQP.Addr != "0.0.0.0:5672" || c.Listeners.MQTT.Addr != "127.0.0.1:1883" {
 		t.Errorf("listeners: %+v", c.Listeners)
 	}
 	if c.Limits.ConnectionsMax != 10 || c.Kafka.DefaultPartitions != 3 || c.RocketMQ.QueuesPerTopic != 8 {
 		t.Errorf("limits/protocols: %+v %+v %+v", c.Limits, c.Kafka, c.RocketMQ)
 	}
-	if !c.AuthConfigured("kafka") || c.AuthConfigured("amqp") {
+	if !c.AuthConfigured("amqp") || c.AuthConfigured("kafka") {
 		t.Error("AuthConfigured")
 	}
 	if u := c.Unauthenticated(); len(u) != 0 {
-		t.Errorf("kafka has users, got %v", u)
+		t.Errorf("amqp has users, got %v", u)
 	}
 }
 
@@ -108,6 +108,7 @@ func TestLoadErrors(t *testing.T) {
 		{"[mqtt]\nqos_max = 3", "mqtt.qos_max"},
 		{"[rocketmq]\ndelay_levels = \"1s x\"", "rocketmq.delay_levels"},
 		{"[[users]]\nname = \"a\"", "users[0].password"},
+		{"[[users]]\nname = \"a\"\npassword = \"b\"\nprotocols = [\"mqtt\"]", "users[0].protocols: mqtt does not authenticate clients yet"},
 		{`log_level = "loud"`, "log_level"},
 		{`flush_interval = "soon"`, "flush_interval"},
 	} {
@@ -197,5 +198,10 @@ func TestUnauthenticated(t *testing.T) {
 	c.Users = []User{{Name: "a", Password: "b"}}
 	if len(c.Unauthenticated()) != 0 {
 		t.Fatal("user for all protocols")
+	}
+	// A protocol whose server does not check users stays unauthenticated.
+	c.Listeners.MQTT.Addr = "0.0.0.0:1883"
+	if u := c.Unauthenticated(); len(u) != 1 || u[0].Name != "mqtt" {
+		t.Fatalf("%v", u)
 	}
 }
