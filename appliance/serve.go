@@ -10,6 +10,7 @@ import (
 
 	"quartet/appliance/httpapi"
 	"quartet/appliance/metrics"
+	"quartet/appliance/metrics/lag"
 	"quartet/appliance/sdnotify"
 	"quartet/engine"
 	"quartet/netpoll"
@@ -41,6 +42,7 @@ func Serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	reg := metrics.NewRegistry()
 	metrics.RegisterProcess(reg)
 	registerEngineMetrics(reg, eng)
+	lag.Register(reg, eng)
 
 	protos, err := startProtocols(eng, &cfg, logger)
 	if err != nil {
