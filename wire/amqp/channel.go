@@ -296,7 +296,8 @@ func (ch *channel) onHeader(b []byte) error {
 	}
 	ch.pubProps = len(h.Props)
 	ch.pubSize = int(h.BodySize)
-	ch.pubBuf = make([]byte, len(h.Props), len(h.Props)+int(h.BodySize))
+	// Grow with the body frames rather than trusting the announced size.
+	ch.pubBuf = make([]byte, len(h.Props), len(h.Props)+min(int(h.BodySize), 1<<20))
 	copy(ch.pubBuf, h.Props)
 	if h.BodySize == 0 {
 		return ch.complete()

@@ -265,8 +265,10 @@ func (c *connection) onConnectionMethod(id uint32) error {
 		c.state = stateOpened
 		if c.hsTimer != nil {
 			c.hsTimer.Stop()
+			c.hsTimer = nil
 		}
 		c.send(0, &ConnectionOpenOk{})
+		c.out = nil // idle connections keep no write buffer
 		return nil
 	case *ConnectionClose:
 		c.releaseAll()

@@ -272,7 +272,7 @@ func (c *consumer) drain() {
 			}
 		}
 		conn.nc.Write(out)
-		if cap(out) > 4<<20 {
+		if cap(out) > 256<<10 {
 			out = nil
 		}
 		conn.out = out

@@ -30,6 +30,7 @@ type streamQueue struct {
 type streamCursor struct {
 	sq     *streamQueue
 	offset int64
+	minTS  int64 // skip records older than this (timestamp offsets; the time index is sparse)
 	wake   func()
 	buf    []byte
 }
@@ -107,6 +108,7 @@ func (sq *streamQueue) remove() {
 func (sq *streamQueue) cursor(spec any) (*streamCursor, error) {
 	start, hw, _ := sq.l.Offsets()
 	off := hw // default: next
+	var minTS int64
 	switch v := spec.(type) {
 	case nil:
 	case string:
@@ -122,14 +124,16 @@ func (sq *streamQueue) cursor(spec any) (*streamCursor, error) {
 			if err != nil {
 				return nil, fmt.Errorf("unknown offset %q", v)
 			}
-			o, err := sq.l.OffsetForTime(time.Now().Add(-d).UnixMilli())
+			minTS = time.Now().Add(-d).UnixMilli()
+			o, err := sq.l.OffsetForTime(minTS)
 			if err != nil {
 				o = hw
 			}
 			off = o
 		}
 	case time.Time:
-		o, err := sq.l.OffsetForTime(v.UnixMilli())
+		minTS = v.UnixMilli()
+		o, err := sq.l.OffsetForTime(minTS)
 		if err != nil {
 			o = hw
 		}
@@ -141,7 +145,7 @@ func (sq *streamQueue) cursor(spec any) (*streamCursor, error) {
 		}
 		off = min(max(n, start), hw)
 	}
-	c := &streamCursor{sq: sq, offset: off}
+	c := &streamCursor{sq: sq, offset: off, minTS: minTS}
 	sq.mu.Lock()
 	sq.cursors[c] = struct{}{}
 	sq.mu.Unlock()
@@ -186,6 +190,10 @@ func (c *consumer) drainStream() {
 		}
 		segment.ForEachRecord(rest[:h.Size()], func(r *segment.Record) error {
 			if r.Offset < cur.offset {
+				return nil
+			}
+			if r.Timestamp < cur.minTS {
+				cur.offset = r.Offset + 1
 				return nil
 			}
 			if sent >= credit {

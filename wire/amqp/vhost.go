@@ -57,7 +57,7 @@ type vqueue struct {
 const (
 	flowReadyHigh = 20000
 	flowReadyLow  = 5000
-	flowPauseMax  = 500 * time.Millisecond
+	flowPauseMax  = 100 * time.Millisecond
 )
 
 func (vq *vqueue) addFlowWaiter(c *connection) {
@@ -279,8 +279,8 @@ func (v *vhost) declareQueue(c *connection, name string, passive, durable, exclu
 	if exclusive {
 		c.exclusive = append(c.exclusive, vq)
 	}
-	if durable && v.store != nil {
-		v.store.saveQueue(vq)
+	if durable && !exclusive && v.store != nil {
+		v.store.saveQueue(vq) // exclusive queues die with their connection
 	}
 	v.armExpiry(vq)
 	return vq, nil
@@ -289,7 +289,7 @@ func (v *vhost) declareQueue(c *connection, name string, passive, durable, exclu
 // attach builds the queue (or stream) behind vq.
 func (v *vhost) attach(vq *vqueue, cfg queue.Config) error {
 	cfg.DeadLetter = vq.deadLetter
-	if cfg.Durable && v.store != nil {
+	if cfg.Durable && !cfg.Exclusive && v.store != nil {
 		cfg.Store = v.store
 	}
 	vq.Queue = queue.New(cfg)
@@ -356,7 +356,7 @@ func (v *vhost) deleteQueue(vq *vqueue, ifUnused, ifEmpty bool) (int, error) {
 			v.store.deleteExchange(x.Name)
 		}
 	}
-	if vq.Config().Durable && v.store != nil {
+	if vq.Config().Durable && !vq.Config().Exclusive && v.store != nil {
 		v.store.deleteQueue(vq)
 	}
 	if vq.expiryT != nil {
@@ -480,7 +480,7 @@ func (v *vhost) enqueue(m *queue.Message, dests []exchange.Destination, done fun
 	var durable []*vqueue
 	if m.Persistent && v.store != nil {
 		for _, d := range dests {
-			if vq, ok := d.(*vqueue); ok && vq.Config().Durable && vq.stream == nil {
+			if vq, ok := d.(*vqueue); ok && vq.Config().Durable && !vq.Config().Exclusive && vq.stream == nil {
 				durable = append(durable, vq)
 			}
 		}
