@@ -210,6 +210,8 @@ func (s *Server) createTopic(rt kmsg.CreateTopicsRequestTopic, validateOnly bool
 }
 
 func (s *Server) handleDeleteTopics(cs *connState, rq *request) error {
+	rqv := *rq // used after OnFrame returns; cs.rq is reused
+	rq = &rqv
 	req := kmsg.NewPtrDeleteTopicsRequest()
 	if err := decode(rq, req); err != nil {
 		return err

@@ -59,6 +59,8 @@ func (s *Server) handleFindCoordinator(cs *connState, rq *request) error {
 }
 
 func (s *Server) handleJoinGroup(cs *connState, rq *request) error {
+	rqv := *rq // used after OnFrame returns; cs.rq is reused
+	rq = &rqv
 	req := kmsg.NewPtrJoinGroupRequest()
 	if err := decode(rq, req); err != nil {
 		return err

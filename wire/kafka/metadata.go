@@ -23,6 +23,8 @@ import (
 )
 
 func (s *Server) handleMetadata(cs *connState, rq *request) error {
+	rqv := *rq // used after OnFrame returns; cs.rq is reused
+	rq = &rqv
 	req := kmsg.NewPtrMetadataRequest()
 	if err := decode(rq, req); err != nil {
 		return err

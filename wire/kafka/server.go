@@ -114,6 +114,7 @@ type connState struct {
 	c    netpoll.Conn
 	host string // client host, for DescribeGroups
 	buf  []byte // response scratch (loop only)
+	rq   request // the request being dispatched (loop only)
 	// parked are long-polling fetches (loop only).
 	parked []*fetchReq
 }
@@ -138,12 +139,14 @@ func (h *handler) OnClose(c netpoll.Conn, err error) {
 
 func (h *handler) OnFrame(c netpoll.Conn, frame []byte) error {
 	cs := c.Context().(*connState)
-	rq, err := parseHeader(frame)
+	var err error
+	cs.rq, err = parseHeader(frame)
+	rq := &cs.rq
 	if err != nil {
 		h.log.Warn("kafka bad request, closing connection", "remote", c.RemoteAddr(), "key", rq.key, "version", rq.version, "err", err)
 		return err
 	}
-	if err := cs.dispatch(&rq); err != nil {
+	if err := cs.dispatch(rq); err != nil {
 		h.log.Warn("kafka malformed request, closing connection", "remote", c.RemoteAddr(),
 			"api", kmsg.NameForKey(rq.key), "version", rq.version, "err", err)
 		return err
