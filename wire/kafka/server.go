@@ -112,8 +112,8 @@ func (s *Server) Close() error {
 type connState struct {
 	s    *Server
 	c    netpoll.Conn
-	host string // client host, for DescribeGroups
-	buf  []byte // response scratch (loop only)
+	host string  // client host, for DescribeGroups
+	buf  []byte  // response scratch (loop only)
 	rq   request // the request being dispatched (loop only)
 	// parked are long-polling fetches (loop only).
 	parked []*fetchReq
