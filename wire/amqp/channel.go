@@ -93,6 +93,23 @@ func (ch *channel) vh() *vhost { return ch.c.s.vh }
 
 func (ch *channel) send(m Method) { ch.c.send(ch.id, m) }
 
+// sendDurable sends m once the definitions written so far are durable
+// (declare-ok, bind-ok, delete-ok after fdatasync of the metadata log), in
+// order with everything sent after it.
+func (ch *channel) sendDurable(m Method) {
+	st := ch.vh().store
+	if st == nil {
+		ch.send(m)
+		return
+	}
+	frame := AppendMethodFrame(nil, ch.id, m)
+	nc := ch.c.nc
+	slot := nc.Reserve()
+	if !st.afterMeta(func() { nc.Execute(func(netpoll.Conn) { slot.Fill(frame) }) }) {
+		slot.Fill(frame)
+	}
+}
+
 // onMethod dispatches one method of an open channel.
 func (ch *channel) onMethod(id uint32, r *Reader) error {
 	if ch.pubState != 0 {

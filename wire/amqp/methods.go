@@ -51,7 +51,7 @@ func (ch *channel) exchangeDeclare(m *ExchangeDeclare) error {
 		vh.store.saveExchange(x)
 	}
 	if !m.NoWait {
-		ch.send(&ExchangeDeclareOk{})
+		ch.sendDurable(&ExchangeDeclareOk{})
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ func (ch *channel) exchangeDelete(m *ExchangeDelete) error {
 		}
 	}
 	if !m.NoWait {
-		ch.send(&ExchangeDeleteOk{})
+		ch.sendDurable(&ExchangeDeleteOk{})
 	}
 	return nil
 }
@@ -102,7 +102,7 @@ func (ch *channel) exchangeBind(dst, src, key string, args Table, noWait, bind b
 			vh.store.saveBinding(sx.Name, dx.Name, true, key, args)
 		}
 		if !noWait {
-			ch.send(&ExchangeBindOk{})
+			ch.sendDurable(&ExchangeBindOk{})
 		}
 	} else {
 		ok, gone := vh.ex.Unbind(sx, dx, key, exchange.Table(args))
@@ -115,7 +115,7 @@ func (ch *channel) exchangeBind(dst, src, key string, args Table, noWait, bind b
 			}
 		}
 		if !noWait {
-			ch.send(&ExchangeUnbindOk{})
+			ch.sendDurable(&ExchangeUnbindOk{})
 		}
 	}
 	return nil
@@ -131,7 +131,7 @@ func (ch *channel) queueDeclare(m *QueueDeclare) error {
 		if vq.stream != nil {
 			ready = int(vq.stream.count())
 		}
-		ch.send(&QueueDeclareOk{Queue: vq.Name(), MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
+		ch.sendDurable(&QueueDeclareOk{Queue: vq.Name(), MessageCount: uint32(ready), ConsumerCount: uint32(consumers)})
 	}
 	return nil
 }
@@ -166,7 +166,7 @@ func (ch *channel) queueBind(qname, xname, key string, args Table, noWait, bind 
 			vh.store.saveBinding(x.Name, vq.Name(), false, key, args)
 		}
 		if !noWait {
-			ch.send(&QueueBindOk{})
+			ch.sendDurable(&QueueBindOk{})
 		}
 		return nil
 	}
@@ -179,7 +179,7 @@ func (ch *channel) queueBind(qname, xname, key string, args Table, noWait, bind 
 			vh.store.deleteExchange(gx.Name)
 		}
 	}
-	ch.send(&QueueUnbindOk{})
+	ch.sendDurable(&QueueUnbindOk{})
 	return nil
 }
 
@@ -220,7 +220,7 @@ func (ch *channel) queueDelete(m *QueueDelete) error {
 		}
 	}
 	if !m.NoWait {
-		ch.send(&QueueDeleteOk{MessageCount: uint32(n)})
+		ch.sendDurable(&QueueDeleteOk{MessageCount: uint32(n)})
 	}
 	return nil
 }

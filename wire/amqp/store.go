@@ -60,6 +60,11 @@ type store struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	metaMu        sync.Mutex
+	metaIssued    uint64
+	metaCompleted uint64
+	metaWaiters   []metaWaiter
 }
 
 type liveMsg struct {
@@ -153,11 +158,11 @@ func openStore(e *engine.Engine, vh *vhost, log *slog.Logger) (*store, error) {
 func (s *store) saveExchange(x *exchange.Exchange) {
 	v := AppendTable(nil, Table{"type": x.Kind.String(), "auto_delete": x.AutoDelete, "internal": x.Internal,
 		"args": Table(x.Args)})
-	s.meta.Put(nsExchanges, x.Name, v, s.metaDone)
+	s.put(nsExchanges, x.Name, v)
 }
 
 func (s *store) deleteExchange(name string) {
-	s.meta.Delete(nsExchanges, name, s.metaDone)
+	s.del(nsExchanges, name)
 	var gone []string
 	s.meta.Range(nsBindings, func(k string, v []byte) bool {
 		r := NewReader(v)
@@ -168,18 +173,18 @@ func (s *store) deleteExchange(name string) {
 		return true
 	})
 	for _, k := range gone {
-		s.meta.Delete(nsBindings, k, s.metaDone)
+		s.del(nsBindings, k)
 	}
 }
 
 func (s *store) saveQueue(vq *vqueue) {
 	cfg := vq.Config()
 	v := AppendTable(nil, Table{"auto_delete": cfg.AutoDelete, "args": vq.args})
-	s.meta.Put(nsQueues, vq.Name(), v, s.metaDone)
+	s.put(nsQueues, vq.Name(), v)
 }
 
 func (s *store) deleteQueue(vq *vqueue) {
-	s.meta.Delete(nsQueues, vq.Name(), s.metaDone)
+	s.del(nsQueues, vq.Name())
 	var gone []string
 	s.meta.Range(nsBindings, func(k string, v []byte) bool {
 		r := NewReader(v)
@@ -190,7 +195,7 @@ func (s *store) deleteQueue(vq *vqueue) {
 		return true
 	})
 	for _, k := range gone {
-		s.meta.Delete(nsBindings, k, s.metaDone)
+		s.del(nsBindings, k)
 	}
 	if vq.stream != nil {
 		vq.stream.remove()
@@ -216,17 +221,63 @@ func (s *store) saveBinding(src, dst string, e2e bool, key string, args Table) {
 		kind = "e"
 	}
 	v := AppendTable(nil, Table{"src": src, "dst": dst, "kind": kind, "key": key, "args": args})
-	s.meta.Put(nsBindings, bindingKey(src, dst, e2e, key, args), v, s.metaDone)
+	s.put(nsBindings, bindingKey(src, dst, e2e, key, args), v)
 }
 
 func (s *store) deleteBinding(src, dst string, e2e bool, key string, args Table) {
-	s.meta.Delete(nsBindings, bindingKey(src, dst, e2e, key, args), s.metaDone)
+	s.del(nsBindings, bindingKey(src, dst, e2e, key, args))
+}
+
+// Metadata writes are counted so that a reply (declare-ok, bind-ok, ...)
+// can wait until every definition written before it is durable: the meta
+// log completes writes in order, so the n-th completion covers the first n.
+func (s *store) put(ns, key string, v []byte) {
+	s.metaMu.Lock()
+	s.metaIssued++
+	s.meta.Put(ns, key, v, s.metaDone)
+	s.metaMu.Unlock()
+}
+
+func (s *store) del(ns, key string) {
+	s.metaMu.Lock()
+	s.metaIssued++
+	s.meta.Delete(ns, key, s.metaDone)
+	s.metaMu.Unlock()
 }
 
 func (s *store) metaDone(err error) {
 	if err != nil {
 		s.log.Error("metadata write failed", "err", err)
 	}
+	s.metaMu.Lock()
+	s.metaCompleted++
+	var run []func()
+	for len(s.metaWaiters) > 0 && s.metaWaiters[0].seq <= s.metaCompleted {
+		run = append(run, s.metaWaiters[0].fn)
+		s.metaWaiters = s.metaWaiters[1:]
+	}
+	s.metaMu.Unlock()
+	for _, fn := range run {
+		fn()
+	}
+}
+
+// afterMeta runs fn (from the writer goroutine) once every metadata write
+// issued so far is durable; it reports false, without calling fn, when
+// they already are.
+func (s *store) afterMeta(fn func()) bool {
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	if s.metaCompleted >= s.metaIssued {
+		return false
+	}
+	s.metaWaiters = append(s.metaWaiters, metaWaiter{seq: s.metaIssued, fn: fn})
+	return true
+}
+
+type metaWaiter struct {
+	seq uint64
+	fn  func()
 }
 
 // ---- messages ----
