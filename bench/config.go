@@ -268,6 +268,7 @@ func (c *Config) validate() error {
 				return errors.New("--consume-only needs --topic (an existing topic to read from the beginning)")
 			}
 			c.Producers = 0
+			c.Warmup = 0 // measured from the start to the last record
 			if c.Consumers == 0 {
 				c.Consumers = 1
 			}

@@ -186,6 +186,13 @@ func (kafkaDriver) publish(ctx context.Context, c *Config, pe *pubEnv) error {
 
 func (kafkaDriver) subscribe(ctx context.Context, c *Config, se *subEnv) error {
 	topics := kafkaTopics(c)
+	if c.ConsumeOnly {
+		// A cold read is timed from T0: connect only then.
+		se.ready()
+		if err := se.waitStart(ctx); err != nil {
+			return err
+		}
+	}
 	var wg sync.WaitGroup
 	var assigned sync.WaitGroup
 	clients := make([]*kgo.Client, c.Consumers)

@@ -66,8 +66,8 @@ func (r *Result) fill(c *Config, pub, sub event) {
 		r.DeliveredRate = float64(r.RecvWindow) / secs
 		r.SendMBps = r.SendRate * float64(c.Size) / 1e6
 		r.DeliveredMBps = r.DeliveredRate * float64(c.Size) / 1e6
-		r.BrokerCPUPct = 100 * r.BrokerCPU / c.Duration.Seconds()
-		r.GenCPUPct = 100 * r.GenCPU / c.Duration.Seconds()
+		r.BrokerCPUPct = 100 * r.BrokerCPU / secs
+		r.GenCPUPct = 100 * r.GenCPU / secs
 	}
 	if r.BrokerCPU > 0 {
 		r.MsgsPerBrokerCPU = float64(r.SentWindow+r.RecvWindow) / r.BrokerCPU

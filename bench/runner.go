@@ -194,8 +194,7 @@ type subEnv struct {
 	cfg       *Config
 	readyOnce sync.Once
 	readyCh   chan struct{}
-	startCh   chan clock
-	clockSet  atomic.Bool
+	startedCh chan struct{} // closed at the start command
 	ck        atomic.Pointer[clock]
 	mu        sync.Mutex
 	consumers []*consumerStat
@@ -203,11 +202,23 @@ type subEnv struct {
 }
 
 func newSubEnv(c *Config) *subEnv {
-	return &subEnv{cfg: c, readyCh: make(chan struct{}), startCh: make(chan clock, 1)}
+	return &subEnv{cfg: c, readyCh: make(chan struct{}), startedCh: make(chan struct{})}
 }
 
 // ready reports the consumers subscribed.
 func (se *subEnv) ready() { se.readyOnce.Do(func() { close(se.readyCh) }) }
+
+// waitStart blocks until the start command and then until T0 (used where
+// consumers must not begin before the clock, e.g. a cold read).
+func (se *subEnv) waitStart(ctx context.Context) error {
+	select {
+	case <-se.startedCh:
+		time.Sleep(time.Until(se.ck.Load().t0))
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // consumer returns a new per-consumer counter (one goroutine writes it).
 func (se *subEnv) consumer() *consumerStat {
@@ -352,6 +363,7 @@ func runChild(ctx context.Context, c *Config, role string, in io.Reader, out io.
 		}
 		ck := clockAt(c, t0)
 		se.ck.Store(&ck)
+		close(se.startedCh)
 		totals := func() (recv, win, first, last int64) {
 			for _, cs := range se.all() {
 				recv += cs.recv.Load()
@@ -688,20 +700,30 @@ func startSampler(c *Config, ck clock, gen, broker cpuProbe, res *Result) *sampl
 				}
 			}
 		}
+		started, ended := false, false
+		end := func() {
+			res.GenCPU = (gen.sample() - g1).Seconds()
+			if c.BrokerPID > 0 {
+				res.BrokerCPU = (broker.sample() - b1).Seconds()
+			}
+			ended = true
+			sample()
+		}
 		sample()
 		for {
 			select {
 			case <-t1.C:
 				g1, b1 = gen.sample(), broker.sample()
+				started = true
 			case <-t2.C:
-				res.GenCPU = (gen.sample() - g1).Seconds()
-				if c.BrokerPID > 0 {
-					res.BrokerCPU = (broker.sample() - b1).Seconds()
-				}
-				sample()
+				end()
 			case <-rss.C:
 				sample()
 			case <-s.done:
+				// A run that ends before T2 (consume-only) is measured to here.
+				if started && !ended {
+					end()
+				}
 				return
 			}
 		}
