@@ -13,9 +13,13 @@ type transport interface {
 	// send hands bytes to the socket in order and takes ownership of the
 	// buffers (they go back to the pool once written or copied).
 	send(bufs [][]byte)
-	// sendFile sends s's file range after everything sent before it and
-	// calls s.done; it always consumes s.
-	sendFile(s *Slot)
+	// sendFile sends s's file range after everything sent before it. It
+	// returns true once s is consumed (s.done called); false means the
+	// socket is full: s stays at the head of the queue and the transport
+	// calls flush again when the socket can take more.
+	sendFile(s *Slot) bool
+	// release frees transport resources once the connection is closed.
+	release()
 	// pending is what the transport holds that the socket has not taken.
 	pending() int
 	// inbound is what the transport holds that OnFrame has not consumed.
@@ -58,14 +62,15 @@ func (lp *loopState) flushDirty() {
 // c.Execute(func(c netpoll.Conn) { slot.Fill(b) }). A slot is filled once;
 // further fills are ignored.
 type Slot struct {
-	c     *conn
-	b     []byte
-	f     *os.File
-	off   int64
-	n     int64
-	done  func(error)
-	ready bool
-	tail  bool // created by Write behind a pending slot; Write may append to it
+	c       *conn
+	b       []byte
+	f       *os.File
+	off     int64
+	n       int64
+	done    func(error)
+	ready   bool
+	started bool // a file range partly sent by sendfile
+	tail    bool // created by Write behind a pending slot; Write may append to it
 }
 
 // Fill puts b (copied) in the slot's place in the output.
@@ -385,8 +390,6 @@ func (c *conn) flush() {
 	c.wbuf = nil
 	for len(c.q) > 0 && c.q[0].ready && !c.closed.Load() {
 		s := c.q[0]
-		c.q[0] = nil
-		c.q = c.q[1:]
 		if len(s.b) > 0 {
 			bufs = append(bufs, s.b)
 			c.qBytes -= len(s.b)
@@ -397,8 +400,12 @@ func (c *conn) flush() {
 				c.send(bufs)
 				bufs = bufs[:0]
 			}
-			c.tr.sendFile(s)
+			if !c.tr.sendFile(s) {
+				break // socket full; the transport flushes again later
+			}
 		}
+		c.q[0] = nil
+		c.q = c.q[1:]
 	}
 	if len(c.q) == 0 {
 		c.q = nil
@@ -502,6 +509,7 @@ func (c *conn) onClosed(err error) {
 		c.srv.memAdd(-c.memContrib)
 		c.memContrib = 0
 	}
+	c.tr.release()
 	c.ls.stats.ConnsOpen.Add(-1)
 	c.ls.stats.ConnsClosed.Add(1)
 	c.ls.open.Add(-1)

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"reflect"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -249,8 +251,7 @@ func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
 	case c.closing:
 		_, _ = gc.Discard(in)
 	case c.readsPaused():
-		t.readsOn = true // gnet may have re-armed EPOLLIN; take it off again
-		t.setReads(false)
+		t.setReads(false) // gnet re-arms EPOLLIN when its outbound buffer drains
 	case in > 0:
 		buf, _ := gc.Peek(-1)
 		n, err := c.processFrames(buf)
@@ -287,8 +288,9 @@ type gnetTransport struct {
 	fd      int
 	lp      *loopState
 	inPrev  int
-	readsOn bool // false means "as gnet left it" until first setReads
-	off     bool
+	waiting bool // a goroutine waits for the socket to be writable
+	wfile   *os.File
+	wrc     syscall.RawConn
 }
 
 func (t *gnetTransport) send(bufs [][]byte) {
@@ -334,39 +336,106 @@ func (t *gnetTransport) setReads(on bool) {
 	_ = unix.EpollCtl(t.lp.epfd, unix.EPOLL_CTL_MOD, t.fd, &unix.EpollEvent{Fd: int32(t.fd), Events: ev})
 }
 
-// sendFile: with gnet's outbound buffer empty, sendfile(2) with an explicit
-// offset; what the socket does not take is read from the page cache into
-// gnet's outbound buffer so later output stays behind it.
-func (t *gnetTransport) sendFile(s *Slot) {
+// sendFile: below the copy threshold the range is read (page cache) and
+// written like any output. Otherwise, once gnet's outbound buffer is empty,
+// sendfile(2) with an explicit offset until the range is sent or the socket
+// is full (EAGAIN). Then the slot stays at the head of the connection's
+// queue, so later output waits behind it, and a goroutine parks on the
+// socket's writability in the Go runtime poller (through a dup of the fd)
+// and brings the loop back to continue. Memory stays bounded whatever the
+// range length and however slow the reader.
+func (t *gnetTransport) sendFile(s *Slot) bool {
 	c := t.c
 	if c.closed.Load() {
 		s.finish(ErrClosed)
-		return
+		return true
 	}
-	off, n := s.off, s.n
 	var err error
-	if n >= int64(c.srv.cfg.CopyThresholdBytes) && n > 0 {
-		if t.gc.OutboundBuffered() > 0 {
-			_ = t.gc.Flush()
-		}
-		if t.gc.OutboundBuffered() == 0 && !c.closed.Load() {
-			var sent int64
-			sent, err = sendfileRange(t.fd, s, &off, n)
-			n -= sent
-			c.ls.stats.SendfileBytes.Add(sent)
-			c.ls.stats.BytesOut.Add(sent)
-		}
-	}
-	if err == nil && n > 0 {
+	if !s.started && s.n < int64(c.srv.cfg.CopyThresholdBytes) {
 		var copied int64
-		copied, err = t.copyRange(s, off, n)
+		copied, err = t.copyRange(s, s.off, s.n)
 		c.ls.stats.CopiedBytes.Add(copied)
 		c.ls.stats.BytesOut.Add(copied)
+		s.n -= copied
+	} else {
+		s.started = true
+		if t.gc.OutboundBuffered() > 0 {
+			_ = t.gc.Flush()
+			if c.closed.Load() {
+				s.finish(ErrClosed)
+				return true
+			}
+			if t.gc.OutboundBuffered() > 0 {
+				t.waitWritable()
+				return false
+			}
+		}
+		var sent int64
+		sent, err = sendfileRange(t.fd, s, &s.off, s.n)
+		s.n -= sent
+		c.ls.stats.SendfileBytes.Add(sent)
+		c.ls.stats.BytesOut.Add(sent)
+		if err == nil && s.n > 0 {
+			t.waitWritable()
+			return false
+		}
 	}
 	s.finish(err)
 	if err != nil {
 		c.closeErr = err
 		t.shutdown()
+	}
+	return true
+}
+
+// waitWritable parks a goroutine until the socket is writable, then runs
+// flush on the loop. gnet offers no writable callback, so the wait goes
+// through the Go runtime poller on a dup of the socket.
+func (t *gnetTransport) waitWritable() {
+	if t.waiting {
+		return
+	}
+	if t.wfile == nil {
+		fd, err := unix.Dup(t.fd)
+		if err != nil {
+			t.c.closeErr = err
+			t.shutdown()
+			return
+		}
+		t.wfile = os.NewFile(uintptr(fd), "netpoll-sendfile")
+		rc, err := t.wfile.SyscallConn()
+		if err != nil {
+			t.c.closeErr = err
+			t.shutdown()
+			return
+		}
+		t.wrc = rc
+	}
+	t.waiting = true
+	rc, c := t.wrc, t.c
+	go func() {
+		_ = rc.Write(func(fd uintptr) bool {
+			// Ready now? (A readiness edge that came before the wait was
+			// armed is not replayed, so look for ourselves.)
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+			n, _ := unix.Poll(pfd, 0)
+			return n > 0 && pfd[0].Revents != 0
+		})
+		_ = t.execute(func() {
+			t.waiting = false
+			if c.closed.Load() {
+				return
+			}
+			c.markDirty()
+			c.lp.flushDirty()
+			c.afterOutput()
+		})
+	}()
+}
+
+func (t *gnetTransport) release() {
+	if t.wfile != nil {
+		_ = t.wfile.Close()
 	}
 }
 

@@ -289,6 +289,9 @@ func TestSendfileTinySndbuf(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := &testHandler{file: f}
+		// (On loopback the MSS is 64 KiB, so with a 4 KiB SO_SNDBUF one segment
+		// is in flight and the reader's delayed ACK paces gnet's sendfile to
+		// ~40 ms per 64 KiB: this test takes a few seconds on gnet.)
 		ts := startTest(t, k, Config{SocketSendBufferBytes: 4096, CopyThresholdBytes: 1}, h)
 		c := ts.dial()
 		defer c.Close()

@@ -195,10 +195,13 @@ func (t *stdTransport) send(bufs [][]byte) {
 	t.signal()
 }
 
-func (t *stdTransport) sendFile(s *Slot) {
+func (t *stdTransport) sendFile(s *Slot) bool {
 	t.out = append(t.out, outChunk{s: s})
 	t.signal()
+	return true
 }
+
+func (t *stdTransport) release() {}
 
 func (t *stdTransport) pending() int {
 	n := t.outB

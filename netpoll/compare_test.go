@@ -1,0 +1,247 @@
+package netpoll
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCompare runs the cross-process comparisons reported in README.md:
+// netpoll (gnet) vs a goroutine-per-connection server with the same echo
+// handler — throughput and p99 at 64 and 1,000 connections, RSS per idle
+// connection at 10,000 — and one gnet engine for several listeners vs one
+// engine per listener. Servers and the load generator are separate
+// processes (internal/npbench). It takes a few minutes:
+//
+//	NETPOLL_BENCH=1 flock /tmp/bench.lock go test -run TestCompare -v -timeout 30m ./netpoll/
+func TestCompare(t *testing.T) {
+	if os.Getenv("NETPOLL_BENCH") == "" {
+		t.Skip("set NETPOLL_BENCH=1 (and run under flock /tmp/bench.lock)")
+	}
+	runs := 3
+	if v, err := strconv.Atoi(os.Getenv("NETPOLL_BENCH_RUNS")); err == nil && v > 0 {
+		runs = v
+	}
+	dur := "5s"
+	if v := os.Getenv("NETPOLL_BENCH_DUR"); v != "" {
+		dur = v
+	}
+	bin := filepath.Join(t.TempDir(), "npbench")
+	out, err := exec.Command("go", "build", "-o", bin, "./internal/npbench").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	only := os.Getenv("NETPOLL_BENCH_ONLY") // "rr", "rss", "engine" or empty for all
+
+	if only == "" || only == "rr" {
+		for _, conns := range []int{64, 1000} {
+			res := map[string][]loadRes{}
+			for r := 0; r < runs; r++ {
+				for _, impl := range []string{"gnet", "goroutine"} {
+					lr := runLoad(t, bin, []string{"-impl", impl}, conns, dur)
+					t.Logf("run %d %-9s conns=%4d: %8.0f rt/s  p50 %6.0fµs  p99 %6.0fµs  server CPU %.2fs (%.0f rt per CPU-s)",
+						r+1, impl, conns, lr.PerSec, lr.P50Micros, lr.P99Micros, lr.cpu, float64(lr.RoundTrips)/lr.cpu)
+					res[impl] = append(res[impl], lr)
+				}
+			}
+			g, s := medians(res["gnet"]), medians(res["goroutine"])
+			t.Logf("RESULT conns=%d medians of %d: netpoll %.0f rt/s p99 %.0fµs %.0f rt/CPU-s | goroutine %.0f rt/s p99 %.0fµs %.0f rt/CPU-s | throughput ratio %.2f× p99 ratio %.2f (netpoll/goroutine) CPU-efficiency ratio %.2f×",
+				conns, runs, g.PerSec, g.P99Micros, g.eff, s.PerSec, s.P99Micros, s.eff, g.PerSec/s.PerSec, g.P99Micros/s.P99Micros, g.eff/s.eff)
+		}
+	}
+	if only == "" || only == "rss" {
+		const n = 10000
+		per := map[string][]float64{}
+		for r := 0; r < runs; r++ {
+			for _, impl := range []string{"gnet", "goroutine"} {
+				b := runIdle(t, bin, impl, n)
+				t.Logf("run %d %-9s: %.0f bytes RSS per idle connection", r+1, impl, b)
+				per[impl] = append(per[impl], b)
+			}
+		}
+		t.Logf("RESULT RSS per idle conn at %d conns, medians of %d: netpoll %.0f B, goroutine %.0f B, ratio %.2f",
+			n, runs, median(per["gnet"]), median(per["goroutine"]), median(per["gnet"])/median(per["goroutine"]))
+	}
+	if only == "" || only == "engine" {
+		res := map[string][]loadRes{}
+		for r := 0; r < runs; r++ {
+			for _, mode := range []string{"one-engine", "engine-per-listener"} {
+				args := []string{"-impl", "gnet", "-listeners", "4"}
+				if mode == "engine-per-listener" {
+					args = append(args, "-per-listener")
+				}
+				lr := runLoad(t, bin, args, 400, dur)
+				t.Logf("run %d %-19s 4 listeners, 400 conns: %8.0f rt/s p99 %6.0fµs CPU %.2fs", r+1, mode, lr.PerSec, lr.P99Micros, lr.cpu)
+				res[mode] = append(res[mode], lr)
+			}
+		}
+		a, b := medians(res["one-engine"]), medians(res["engine-per-listener"])
+		t.Logf("RESULT 4 listeners 400 conns medians of %d: one engine %.0f rt/s p99 %.0fµs | engine per listener %.0f rt/s p99 %.0fµs | ratio %.2f×",
+			runs, a.PerSec, a.P99Micros, b.PerSec, b.P99Micros, a.PerSec/b.PerSec)
+	}
+}
+
+type loadRes struct {
+	Conns      int     `json:"conns"`
+	RoundTrips int64   `json:"round_trips"`
+	Seconds    float64 `json:"seconds"`
+	PerSec     float64 `json:"per_sec"`
+	P50Micros  float64 `json:"p50_us"`
+	P99Micros  float64 `json:"p99_us"`
+	Errors     int64   `json:"errors"`
+	cpu        float64
+	eff        float64
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func medians(rs []loadRes) loadRes {
+	var ps, p99, p50, eff []float64
+	for _, r := range rs {
+		ps = append(ps, r.PerSec)
+		p99 = append(p99, r.P99Micros)
+		p50 = append(p50, r.P50Micros)
+		eff = append(eff, float64(r.RoundTrips)/r.cpu)
+	}
+	return loadRes{PerSec: median(ps), P99Micros: median(p99), P50Micros: median(p50), eff: median(eff)}
+}
+
+type serverProc struct {
+	cmd   *exec.Cmd
+	addrs string
+	lines *bufio.Scanner
+}
+
+func startServerProc(t *testing.T, bin string, args []string) *serverProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-mode", "server"}, args...)...)
+	cmd.Stderr = os.Stderr
+	so, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(so)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "ADDRS ") {
+		t.Fatalf("server: %q", sc.Text())
+	}
+	return &serverProc{cmd: cmd, addrs: strings.TrimPrefix(sc.Text(), "ADDRS "), lines: sc}
+}
+
+func (p *serverProc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// cpuSeconds is utime+stime of pid from /proc.
+func cpuSeconds(t *testing.T, pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func rssBytes(t *testing.T, pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(l)[1], 64)
+			return kb * 1024
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+func runLoad(t *testing.T, bin string, serverArgs []string, conns int, dur string) loadRes {
+	t.Helper()
+	sp := startServerProc(t, bin, serverArgs)
+	defer sp.stop()
+	pid := sp.cmd.Process.Pid
+	cpu0 := cpuSeconds(t, pid)
+	out, err := exec.Command(bin, "-mode", "load", "-addrs", sp.addrs, "-conns", strconv.Itoa(conns), "-dur", dur).Output()
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	cpu := cpuSeconds(t, pid) - cpu0
+	var lr loadRes
+	if err := json.Unmarshal(out, &lr); err != nil {
+		t.Fatalf("load output %q: %v", out, err)
+	}
+	if lr.Errors > 0 {
+		t.Fatalf("load errors: %+v", lr)
+	}
+	// The server's CPU covers warm-up too; scale to the measured window.
+	lr.cpu = cpu * lr.Seconds / (lr.Seconds + 1)
+	lr.eff = float64(lr.RoundTrips) / lr.cpu
+	return lr
+}
+
+func runIdle(t *testing.T, bin, impl string, n int) float64 {
+	t.Helper()
+	sp := startServerProc(t, bin, []string{"-impl", impl})
+	defer sp.stop()
+	pid := sp.cmd.Process.Pid
+	freed := func() {
+		_ = sp.cmd.Process.Signal(syscall.SIGUSR1)
+		if !sp.lines.Scan() || sp.lines.Text() != "FREED" {
+			t.Fatalf("server: %q", sp.lines.Text())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	freed()
+	before := rssBytes(t, pid)
+	cmd := exec.Command(bin, "-mode", "idle", "-addrs", sp.addrs, "-conns", strconv.Itoa(n))
+	stdin, _ := cmd.StdinPipe()
+	so, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(so)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "READY ") {
+		t.Fatalf("idle client: %q", sc.Text())
+	}
+	var ok, fails int
+	fmt.Sscanf(sc.Text(), "READY %d %d", &ok, &fails)
+	if ok != n {
+		t.Fatalf("idle client: %d connected, %d failed", ok, fails)
+	}
+	time.Sleep(time.Second)
+	freed()
+	after := rssBytes(t, pid)
+	stdin.Close()
+	_ = cmd.Wait()
+	t.Logf("%s: RSS %.1f MiB before, %.1f MiB with %d idle conns", impl, before/(1<<20), after/(1<<20), n)
+	return (after - before) / float64(n)
+}
