@@ -399,9 +399,9 @@ func (ch *channel) publish(m *queue.Message, mandatory bool, headers Table, tx *
 	case tx != nil:
 		done = tx.doneFunc()
 	}
-	accepted, waits, over := ch.vh().enqueue(m, ch.dests, done)
+	accepted, waits, over, backlog := ch.vh().enqueue(m, ch.dests, done)
 	clear(ch.dests)
-	if over != nil {
+	if over != nil && (!ch.confirm || backlog > flowReadyHighConfirm) {
 		ch.c.flowPause(over)
 	}
 	if tx != nil {

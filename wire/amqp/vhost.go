@@ -54,10 +54,15 @@ type vqueue struct {
 // the connections publishing to it until its consumers bring it below
 // flowReadyLow (or flowPauseMax passes), as RabbitMQ's credit flow does: the
 // consumer gets the CPU, latency and memory stay bounded.
+//
+// Publishers in confirm mode limit themselves (outstanding confirms), so
+// they are paused only at a far larger backlog: a pause shows in their
+// publish-to-confirm latency.
 const (
-	flowReadyHigh = 20000
-	flowReadyLow  = 5000
-	flowPauseMax  = 100 * time.Millisecond
+	flowReadyHigh        = 20000
+	flowReadyHighConfirm = 200000
+	flowReadyLow         = 5000
+	flowPauseMax         = 100 * time.Millisecond
 )
 
 func (vq *vqueue) addFlowWaiter(c *connection) {
@@ -475,7 +480,7 @@ func addDeath(h Table, qname, reason, exName, key, expiration string) map[string
 // called with the outcome once the message is durable (at once when no
 // store write is needed), from any goroutine. It reports whether every
 // queue accepted the message (false: some queue refused it by overflow).
-func (v *vhost) enqueue(m *queue.Message, dests []exchange.Destination, done func(error)) (accepted bool, waits int, over *vqueue) {
+func (v *vhost) enqueue(m *queue.Message, dests []exchange.Destination, done func(error)) (accepted bool, waits int, over *vqueue, backlog int) {
 	accepted = true
 	var durable []*vqueue
 	if m.Persistent && v.store != nil {
@@ -504,14 +509,14 @@ func (v *vhost) enqueue(m *queue.Message, dests []exchange.Destination, done fun
 		case vq.replyTo != nil:
 			vq.replyTo.direct(m)
 		default:
-			ok, backlog := vq.PublishBacklog(m)
+			ok, b := vq.PublishBacklog(m)
 			if !ok {
 				accepted = false
 			}
-			if backlog > flowReadyHigh {
-				over = vq
+			if b > flowReadyHigh && b > backlog {
+				over, backlog = vq, b
 			}
 		}
 	}
-	return accepted, waits, over
+	return accepted, waits, over, backlog
 }
