@@ -136,6 +136,7 @@ type conn struct {
 	local, remote net.Addr
 
 	closed   atomic.Bool
+	closeReq atomic.Bool // Close was called: deliver no more frames
 	closing  bool
 	closeErr error
 
@@ -233,6 +234,7 @@ func (c *conn) Close(err error) {
 	if c.closed.Load() {
 		return
 	}
+	c.closeReq.Store(true)
 	_ = c.tr.execute(func() {
 		c.beginClose(err)
 		c.lp.flushDirty()
@@ -326,7 +328,7 @@ func (c *conn) processFrames(buf []byte) (int, error) {
 	p := c.proto
 	c.inFrames = true
 	defer func() { c.inFrames = false }()
-	for !c.readsPaused() && !c.closing && !c.closed.Load() {
+	for !c.readsPaused() && !c.closing && !c.closeReq.Load() {
 		rest := buf[off:]
 		if len(rest) == 0 {
 			break
