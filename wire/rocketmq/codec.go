@@ -198,6 +198,9 @@ type jsonHeader struct {
 }
 
 func decodeJSONHeader(b []byte) (*Command, error) {
+	if c, ok := fastJSONHeader(b); ok {
+		return c, nil
+	}
 	var h jsonHeader
 	if err := json.Unmarshal(b, &h); err != nil {
 		return nil, fmt.Errorf("%w: header json: %v", ErrMalformed, err)

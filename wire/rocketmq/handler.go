@@ -3,12 +3,15 @@ package rocketmq
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"quartet/netpoll"
 )
 
 var errorsIs = errors.Is
+
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 const debugRequests = false
 
@@ -26,6 +29,49 @@ type conn struct {
 	broker bool
 	remote string
 	out    []byte // scratch for synchronous responses (loop only)
+
+	// Answers completed off the loop are gathered here and written with one
+	// Execute: a writer round completes many sends at once, and one write
+	// per connection beats one per answer.
+	pmu       sync.Mutex
+	pending   []byte
+	spare     []byte
+	scheduled bool
+}
+
+// enqueue queues a whole encoded frame for the connection (any goroutine).
+func (cn *conn) enqueue(frame []byte) {
+	cn.pmu.Lock()
+	cn.pending = append(cn.pending, frame...)
+	sched := !cn.scheduled
+	cn.scheduled = true
+	cn.pmu.Unlock()
+	if sched {
+		if err := cn.c.Execute(cn.flushPending); err != nil {
+			cn.pmu.Lock()
+			cn.pending, cn.scheduled = cn.pending[:0], false
+			cn.pmu.Unlock()
+		}
+	}
+}
+
+// flushPending writes the gathered answers (loop).
+func (cn *conn) flushPending(c netpoll.Conn) {
+	cn.pmu.Lock()
+	buf := cn.pending
+	cn.pending = cn.spare[:0]
+	cn.scheduled = false
+	cn.pmu.Unlock()
+	if len(buf) > 0 {
+		c.Write(buf)
+	}
+	cn.pmu.Lock()
+	if cap(buf) <= 1<<20 {
+		cn.spare = buf[:0]
+	} else {
+		cn.spare = nil
+	}
+	cn.pmu.Unlock()
 }
 
 func (h *handler) OnOpen(c netpoll.Conn) any {
@@ -111,8 +157,12 @@ func (l *later) fill(out *Out) {
 		out = &Out{Code: respSystemError, Remark: "no response"}
 	}
 	out.Opaque, out.Flag, out.Serial = l.opaque, flagResponse, l.serial
-	b := AppendCommand(make([]byte, 0, 128+len(out.Body)), out)
-	_ = l.cn.c.Execute(func(c netpoll.Conn) { c.Write(b) })
+	b := frameBufs.Get().(*[]byte)
+	*b = AppendCommand((*b)[:0], out)
+	l.cn.enqueue(*b)
+	if cap(*b) <= 64<<10 {
+		frameBufs.Put(b)
+	}
 }
 
 // offLoop runs fn on a goroutine and answers with its result in order.
@@ -124,8 +174,7 @@ func (cn *conn) offLoop(cmd *Command, fn func() *Out) {
 // send writes a broker-initiated request to the client (any goroutine).
 func (cn *conn) send(code int16, ext []Field, body []byte) {
 	o := &Out{Code: code, Opaque: cn.s.opaque.Add(1), Ext: ext, Body: body, Serial: serialJSON}
-	b := AppendCommand(nil, o)
-	_ = cn.c.Execute(func(c netpoll.Conn) { c.Write(b) })
+	cn.enqueue(AppendCommand(nil, o))
 }
 
 func (cn *conn) namesrv(cmd *Command) {

@@ -22,7 +22,7 @@ import (
 func init() { rlog.SetLogLevel("error") }
 
 type broker struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	e      *engine.Engine
 	srv    *Server
@@ -40,7 +40,7 @@ func testLogger() *slog.Logger {
 }
 
 // startBroker runs engine + name server + broker on 127.0.0.1:0 over dir.
-func startBroker(t *testing.T, dir string, cfg Config) *broker {
+func startBroker(t testing.TB, dir string, cfg Config) *broker {
 	t.Helper()
 	lg := testLogger()
 	e, err := engine.Open(engine.Config{DataDir: dir, Flush: segment.FlushSync, IO: segment.IOSync}, lg)

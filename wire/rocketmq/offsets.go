@@ -27,15 +27,21 @@ type metaStore interface {
 	Range(ns string, fn func(key string, value []byte) bool)
 }
 
+// offsetStore keeps committed offsets in memory and writes the changed ones
+// to the metadata store once a second (and on Close), as the Java broker
+// persists its consumerOffset.json every few seconds: pulls commit offsets
+// continuously and must not cost an fdatasync each.
 type offsetStore struct {
-	meta metaStore
-	mu   sync.Mutex
-	last map[string]int64 // what we last wrote, to skip rewrites
+	meta  metaStore
+	mu    sync.Mutex
+	mem   map[string]int64
+	dirty map[string]bool
 }
 
 func (o *offsetStore) init(m metaStore) {
 	o.meta = m
-	o.last = map[string]int64{}
+	o.mem = map[string]int64{}
+	o.dirty = map[string]bool{}
 }
 
 func offsetKey(group, topic string, queue int) string {
@@ -43,31 +49,62 @@ func offsetKey(group, topic string, queue int) string {
 }
 
 func (o *offsetStore) get(group, topic string, queue int) (int64, bool) {
-	v, ok := o.meta.Get(offsetsNamespace, offsetKey(group, topic, queue))
-	if !ok || len(v) < 8 {
-		return 0, false
-	}
-	return int64(binary.BigEndian.Uint64(v)), true
-}
-
-func (o *offsetStore) put(group, topic string, queue int, off int64, log func(error)) {
 	k := offsetKey(group, topic, queue)
 	o.mu.Lock()
-	if prev, ok := o.last[k]; ok && prev == off {
-		o.mu.Unlock()
-		return
-	}
-	o.last[k] = off
+	v, ok := o.mem[k]
 	o.mu.Unlock()
-	v := make([]byte, 20)
-	binary.BigEndian.PutUint64(v, uint64(off))
-	binary.BigEndian.PutUint32(v[8:], 0xFFFFFFFF)
-	binary.BigEndian.PutUint64(v[12:], uint64(time.Now().UnixMilli()))
-	o.meta.Put(offsetsNamespace, k, v, func(err error) {
-		if err != nil {
-			log(err)
-		}
-	})
+	if ok {
+		return v, true
+	}
+	b, ok := o.meta.Get(offsetsNamespace, k)
+	if !ok || len(b) < 8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(b)), true
+}
+
+func (o *offsetStore) put(group, topic string, queue int, off int64) {
+	k := offsetKey(group, topic, queue)
+	o.mu.Lock()
+	if prev, ok := o.mem[k]; !ok || prev != off {
+		o.mem[k] = off
+		o.dirty[k] = true
+	}
+	o.mu.Unlock()
+}
+
+// flush writes the changed offsets; done (may be nil) runs when all are durable.
+func (o *offsetStore) flush(log func(error), done func()) {
+	o.mu.Lock()
+	type kv struct {
+		k string
+		v int64
+	}
+	var out []kv
+	for k := range o.dirty {
+		out = append(out, kv{k, o.mem[k]})
+	}
+	clear(o.dirty)
+	o.mu.Unlock()
+	var wg sync.WaitGroup
+	now := uint64(time.Now().UnixMilli())
+	for _, x := range out {
+		v := make([]byte, 20)
+		binary.BigEndian.PutUint64(v, uint64(x.v))
+		binary.BigEndian.PutUint32(v[8:], 0xFFFFFFFF)
+		binary.BigEndian.PutUint64(v[12:], now)
+		wg.Add(1)
+		o.meta.Put(offsetsNamespace, x.k, v, func(err error) {
+			if err != nil {
+				log(err)
+			}
+			wg.Done()
+		})
+	}
+	if done != nil {
+		wg.Wait()
+		done()
+	}
 }
 
 func (s *Server) queryConsumerOffset(cmd *Command) *Out {
@@ -85,7 +122,7 @@ func (s *Server) updateConsumerOffset(cmd *Command) *Out {
 	if !ok || off < 0 {
 		return respond(cmd, respSystemError, "bad commitOffset")
 	}
-	s.offs.put(cmd.Str("consumerGroup"), cmd.Str("topic"), int(cmd.Int("queueId")), off, s.logMetaErr)
+	s.offs.put(cmd.Str("consumerGroup"), cmd.Str("topic"), int(cmd.Int("queueId")), off)
 	return respond(cmd, respSuccess, "")
 }
 

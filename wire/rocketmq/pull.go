@@ -87,7 +87,7 @@ func (cn *conn) pullMessage(cmd *Command) {
 	}
 	if sysFlag&pullFlagCommitOffset != 0 {
 		if co, ok := cmd.IntOK("commitOffset"); ok && co >= 0 {
-			s.offs.put(req.group, req.topic, req.queue, co, s.logMetaErr)
+			s.offs.put(req.group, req.topic, req.queue, co)
 		}
 	}
 	if sysFlag&pullFlagSuspend != 0 {

@@ -303,6 +303,7 @@ func (s *Server) Close() error {
 	}
 	close(s.done)
 	s.wg.Wait()
+	s.offs.flush(s.logMetaErr, func() {})
 	s.txn.Close()
 	s.delay.Close()
 	return nil
@@ -311,15 +312,19 @@ func (s *Server) Close() error {
 // janitor expires clients without heartbeats and stale locks.
 func (s *Server) janitor() {
 	defer s.wg.Done()
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	n := 0
 	for {
 		select {
 		case <-s.done:
 			return
 		case now := <-t.C:
-			s.reg.expire(s, now.Add(-s.cfg.ClientExpiry))
-			s.locks.expire(now)
+			s.offs.flush(s.logMetaErr, nil)
+			if n++; n%5 == 0 {
+				s.reg.expire(s, now.Add(-s.cfg.ClientExpiry))
+				s.locks.expire(now)
+			}
 		}
 	}
 }
