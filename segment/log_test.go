@@ -425,3 +425,15 @@ func TestCompressedRecords(t *testing.T) {
 		}
 	}
 }
+
+func TestWalkRecordsSkipsControlAndPartial(t *testing.T) {
+	a := testBatch(t, 2, 5, 1)
+	ctl := testBatch(t, 1, 5, 1)
+	ctl[offAttributes+1] |= AttrControl
+	SetLogAppendTime(ctl, 1) // recompute the CRC after changing the attributes
+	b := append(append(append([]byte(nil), a...), ctl...), a[:20]...)
+	n := 0
+	if err := WalkRecords(b, func(*Record) error { n++; return nil }); err != nil || n != 2 {
+		t.Fatalf("%d records, %v", n, err)
+	}
+}

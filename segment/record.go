@@ -239,3 +239,26 @@ func varintLen(v int64) int {
 	}
 	return n
 }
+
+// WalkRecords calls fn for every record of every whole batch in b, skipping
+// control batches and ignoring a trailing partial batch (a read may end
+// mid-batch). An error from fn stops the walk and is returned.
+func WalkRecords(b []byte, fn func(r *Record) error) error {
+	for len(b) >= BatchHeaderBytes {
+		h, err := ParseBatchHeader(b)
+		if err != nil {
+			return err
+		}
+		size := h.Size()
+		if size > len(b) || size < BatchHeaderBytes {
+			return nil
+		}
+		if h.Attributes&AttrControl == 0 {
+			if err := ForEachRecord(b[:size], fn); err != nil {
+				return err
+			}
+		}
+		b = b[size:]
+	}
+	return nil
+}
