@@ -89,6 +89,10 @@ func (c *connection) onFrame(b []byte) error {
 	if c.state == stateClosed {
 		return nil
 	}
+	if len(b) == 7 {
+		return c.hardError(amqpErr(FrameError, "frame size %d exceeds frame max %d",
+			int(b[3])<<24|int(b[4])<<16|int(b[5])<<8|int(b[6]), c.frameMax), 0)
+	}
 	f, err := ParseFrame(b, c.frameMax)
 	if err != nil {
 		switch {

@@ -199,6 +199,11 @@ func TestBadInput(t *testing.T) {
 			r.expect(IDChannelOpenOk)
 			r.c.Write(AppendMethodFrame(nil, 1, &QueueDeclare{Queue: "x", Arguments: Table{"pad": string(bytes.Repeat([]byte("p"), 5000))}}))
 		}, FrameError, true},
+		{"over-server-frame-max", func(r *rawConn) {
+			f, _ := beginFrame(nil, FrameMethod, 0)
+			binary.BigEndian.PutUint32(f[3:], 1<<24)
+			r.c.Write(append(f, make([]byte, 100)...))
+		}, FrameError, true},
 		{"unknown-method", func(r *rawConn) {
 			r.c.Write(AppendMethodFrame(nil, 1, &ChannelOpen{}))
 			r.expect(IDChannelOpenOk)

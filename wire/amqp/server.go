@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,8 +82,8 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.proto = &netpoll.Protocol{
 		Name:          "amqp",
-		Framer:        FrameLen,
-		FrameBytesMax: cfg.FrameMax * 2,
+		Framer:        s.frameLen,
+		FrameBytesMax: cfg.FrameMax + frameOverheadBytes,
 		Handler:       s,
 		PreambleBytes: len(protocolHeader),
 		Publisher:     true,
@@ -106,6 +107,17 @@ func (s *Server) Close() error {
 }
 
 const protocolHeader = "AMQP\x00\x00\x09\x01"
+
+// frameLen is the Framer. A frame announcing more than the server's
+// frame-max is delivered as its 7-byte header alone, so that the handler
+// answers with connection.close FRAME_ERROR instead of the transport
+// dropping the connection.
+func (s *Server) frameLen(buf []byte) (int, error) {
+	if len(buf) >= 7 && int(binary.BigEndian.Uint32(buf[3:7])) > s.cfg.FrameMax {
+		return 7, nil
+	}
+	return FrameLen(buf)
+}
 
 // OnOpen implements netpoll.Handler.
 func (s *Server) OnOpen(c netpoll.Conn) any {
