@@ -1,7 +1,9 @@
 package amqp
 
 import (
+	"fmt"
 	"net"
+	"runtime"
 	"os"
 	"testing"
 	"time"
@@ -139,4 +141,29 @@ func FuzzServerFrames(f *testing.F) {
 		fc.run()
 		s.OnClose(fc, nil)
 	})
+}
+
+// BenchmarkIdleQueues reports the heap cost of an empty declared queue
+// (classic, transient, bound to amq.direct).
+func BenchmarkIdleQueues(b *testing.B) {
+	s, err := New(nil, Config{}, testLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	fc := openFake(b, s)
+	const n = 10000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("idle-%d", i)
+		feed(b, s, fc, AppendMethodFrame(nil, 1, &QueueDeclare{Queue: name}))
+		feed(b, s, fc, AppendMethodFrame(nil, 1, &QueueBind{Queue: name, Exchange: "amq.direct", RoutingKey: name}))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	for b.Loop() {
+	}
+	b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/n, "B/queue")
+	runtime.KeepAlive(s)
 }
