@@ -3,8 +3,8 @@ package amqp
 import (
 	"fmt"
 	"net"
-	"runtime"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
