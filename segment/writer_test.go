@@ -487,14 +487,30 @@ func TestWriterAuto(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	want := IOUring
-	if uring.Available() != nil {
-		want = IOSync
+	want := IOSync
+	if uring.Available() == nil && autoPrefersUring {
+		want = IOUring
 	}
 	if w.Mode() != want {
 		t.Fatalf("auto chose %s, want %s; log: %s", w.Mode(), want, logs.String())
 	}
 	t.Logf("log: %s", logs.String())
+}
+
+func TestWriterAutoPrefersUring(t *testing.T) {
+	if err := uring.Available(); err != nil {
+		t.Skip(err)
+	}
+	autoPrefersUring = true
+	defer func() { autoPrefersUring = false }()
+	w, err := NewWriter(IOAuto, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if w.Mode() != IOUring {
+		t.Fatalf("mode %s", w.Mode())
+	}
 }
 
 func TestWriterAutoFallback(t *testing.T) {
@@ -512,6 +528,18 @@ func TestWriterAutoFallback(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "test says no") {
 		t.Fatalf("fallback not logged with its reason: %s", logs.String())
+	}
+	// With io_uring preferred, auto still falls back when it is unavailable.
+	autoPrefersUring = true
+	defer func() { autoPrefersUring = false }()
+	logs.Reset()
+	w2, err := NewWriter(IOAuto, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if w2.Mode() != IOSync || !strings.Contains(logs.String(), "test says no") {
+		t.Fatalf("mode %s, log %s", w2.Mode(), logs.String())
 	}
 	if _, err := NewWriter(IOUring, nil); err == nil || !errors.Is(err, uring.ErrUnavailable) {
 		t.Fatalf("io=uring when unavailable: %v", err)
