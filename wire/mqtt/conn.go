@@ -54,7 +54,8 @@ type conn struct {
 	notified atomic.Bool
 	drainFn  func(netpoll.Conn)
 	wakeFn   func(netpoll.Conn)
-	blocked  int // sessions this publisher waits on (reads paused while > 0)
+	paused   bool   // reads paused by flow control until a session wakes us
+	pauseGen uint32 // identifies the pause a stall timer belongs to
 	waiters  []session.Waiter
 	timer    netpoll.Timer
 
@@ -123,10 +124,8 @@ func (h *handler) OnOpen(nc netpoll.Conn) any {
 		c.drain()
 	}
 	c.wakeFn = func(netpoll.Conn) {
-		if c.blocked > 0 {
-			c.blocked--
-		}
-		if c.blocked == 0 {
+		if c.paused {
+			c.paused = false
 			c.nc.ResumeReads()
 		}
 	}
@@ -536,19 +535,20 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 	}
 	n, blocked := s.routeFrom(m, ss, c)
 	m.Release()
-	if blocked > 0 {
-		if c.blocked == 0 {
-			c.nc.PauseReads()
-			// a subscriber that stops reading must not hold publishers:
-			// give up waiting after the stall timeout
-			c.nc.AfterFunc(s.cfg.StallTimeout, func(nc netpoll.Conn) {
-				if c.blocked > 0 {
-					c.blocked = 0
-					nc.ResumeReads()
-				}
-			})
-		}
-		c.blocked += blocked
+	if blocked > 0 && !c.paused {
+		s.stats.PublisherPauses.Add(1)
+		c.paused = true
+		c.pauseGen++
+		gen := c.pauseGen
+		c.nc.PauseReads()
+		// a subscriber that stops reading must not hold publishers:
+		// give up waiting after the stall timeout
+		c.nc.AfterFunc(s.cfg.StallTimeout, func(nc netpoll.Conn) {
+			if c.paused && c.pauseGen == gen {
+				c.paused = false
+				nc.ResumeReads()
+			}
+		})
 	}
 	rc := byte(RCSuccess)
 	if n == 0 && c.version == Version5 {

@@ -45,7 +45,7 @@ type Config struct {
 	// QueueHighMessages: a QoS 1/2 publisher whose message lands in an
 	// online session queue this deep pauses reading until the queue is
 	// drained to half (lossless flow control to a slow but live
-	// subscriber) (0: 2 × InflightMessagesMax).
+	// subscriber) (0: 128).
 	QueueHighMessages int
 	// StallTimeout: a session whose connection took nothing for this long
 	// no longer pauses publishers; its queue fills to QueueMessagesMax and
@@ -90,7 +90,7 @@ func (c *Config) setDefaults() {
 		c.SysInterval = 10 * time.Second
 	}
 	if c.QueueHighMessages <= 0 {
-		c.QueueHighMessages = 2 * c.InflightMessagesMax
+		c.QueueHighMessages = 128
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = time.Second
@@ -111,6 +111,8 @@ type Stats struct {
 	ProtocolErrors  atomic.Uint64
 	WillsPublished  atomic.Uint64
 	ExpiredMessages atomic.Uint64
+	PublisherPauses atomic.Uint64 // publishers paused by a deep session queue
+	QueueDepthMax   atomic.Int64  // deepest online session queue seen by flow control
 }
 
 // Server is the MQTT protocol server.
@@ -335,9 +337,13 @@ func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entr
 		e.Seq = s.persist.enqueue(ss, m, e)
 	}
 	ok = ss.Enqueue(e)
+	if q := int64(ss.QueueLen()); q > s.stats.QueueDepthMax.Load() && q&127 == 0 {
+		s.stats.QueueDepthMax.Store(q)
+	}
 	if ok && pub != nil && owner != nil && e.QoS > 0 && ss.QueueLen() >= s.cfg.QueueHighMessages &&
 		s.now.Load()-ss.Progress < int64(s.cfg.StallTimeout) {
-		blocked = ss.AddWaiter(pub)
+		ss.AddWaiter(pub)
+		blocked = true
 	}
 	ss.Unlock()
 	if !ok {
