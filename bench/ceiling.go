@@ -193,6 +193,7 @@ func runCeiling(ctx context.Context, c *Config, progress io.Writer) (*Result, er
 	res.SendRate = float64(res.SentWindow) / secs
 	res.SendMBps = res.SendRate * float64(c.Size) / 1e6
 	res.WireMBps = float64(unitsWindow.Load()) * float64(len(unit)) / secs / 1e6
+	res.LoadAvg = loadAvg()
 	res.BrokerCPUPct = 100 * res.BrokerCPU / secs
 	res.GenCPUPct = 100 * res.GenCPU / secs
 	if res.BrokerCPU > 0 {

@@ -54,3 +54,35 @@ func TestKafkaRecordBatchFraming(t *testing.T) {
 		t.Fatalf("rocketmq frame length %d, want %d", n, len(f)-4)
 	}
 }
+
+// The raw MQTT publisher's template is a valid PUBLISH with the offsets it
+// patches.
+func TestMQTTPublishTemplate(t *testing.T) {
+	payload := newPayload(200)
+	for _, qos := range []byte{0, 1} {
+		pkt, pidOff, plOff := mqttPublishTemplate("bench/3", qos, payload)
+		if pkt[0] != 0x30|qos<<1 {
+			t.Fatalf("qos %d: first byte %#x", qos, pkt[0])
+		}
+		// remaining length 2+7(+2)+200 > 127: two bytes.
+		want := 2 + 7 + 200
+		if qos == 1 {
+			want += 2
+		}
+		if got := int(pkt[1]&0x7f) | int(pkt[2])<<7; got != want || len(pkt) != 3+want {
+			t.Fatalf("qos %d: remaining length %d (packet %d bytes), want %d", qos, got, len(pkt), want)
+		}
+		if string(pkt[5:12]) != "bench/3" {
+			t.Fatalf("topic %q", pkt[5:12])
+		}
+		if (qos == 0) != (pidOff < 0) || (qos == 1 && pidOff != 12) {
+			t.Fatalf("qos %d: packet id offset %d", qos, pidOff)
+		}
+		if plOff != len(pkt)-200 {
+			t.Fatalf("payload offset %d", plOff)
+		}
+	}
+	if got := mqttRemLen(nil, 321); len(got) != 2 || got[0] != 0xc1 || got[1] != 0x02 {
+		t.Fatalf("remaining length 321 = % x", got)
+	}
+}

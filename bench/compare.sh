@@ -6,7 +6,7 @@
 # everything started here is stopped on exit. Results: $OUT (results.json,
 # results.md, chart.svg, chart.html), copied to bench/results/latest.
 #
-# Knobs (environment): ROUNDS=3 DURATION=5s WARMUP=1s IDLE_CONNS=10000
+# Knobs (environment): ROUNDS=3 DURATION=5s WARMUP=1s IDLE_CONNS=(per scenario)
 #   SCENARIOS=comma list (quartet-bench scenarios) OUT=dir BUDGET_S=780
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +14,8 @@ ROOT=$PWD
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
-IDLE_CONNS=${IDLE_CONNS:-10000}
-SCENARIOS=${SCENARIOS:-mqtt-fanin-qos0-100,mqtt-fanin-qos1-100,amqp-transient-100,amqp-durable-confirm-100,kafka-p4,rocketmq-sync-4,mqtt-idle-10k}
+IDLE_CONNS=${IDLE_CONNS:-} # default: each idle scenario's own (10,000 MQTT, 5,000 AMQP)
+SCENARIOS=${SCENARIOS:-mqtt-fanin-qos0-100,mqtt-fanin-qos1-100,mqtt-fanin-qos1-100-paho,amqp-transient-100,amqp-durable-confirm-100,kafka-p4,kafka-consume-cold,rocketmq-sync-4,mqtt-idle-10k,amqp-idle-5k}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/bench/results/$STAMP}
 BUDGET_S=${BUDGET_S:-780} # the suite's share of the 15-minute budget
@@ -104,8 +104,8 @@ else
 	log "RabbitMQ failed to start; AMQP runs without it"
 fi
 
-args=(suite --rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --idle-conns "$IDLE_CONNS"
-	--only "$SCENARIOS" --out "$OUT")
+args=(suite --rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --only "$SCENARIOS" --out "$OUT")
+[ -n "$IDLE_CONNS" ] && args+=(--idle-conns "$IDLE_CONNS")
 if [ "$QUARTET_OK" = 1 ]; then
 	args+=(--mqtt "quartet=127.0.0.1:$MQTT@$QPID" --amqp "quartet=127.0.0.1:$AMQP@$QPID"
 		--kafka "quartet=127.0.0.1:$KAFKA@$QPID" --rocketmq "quartet=127.0.0.1:$NAMESRV@$QPID")

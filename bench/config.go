@@ -48,6 +48,7 @@ type Config struct {
 	Inflight int    `json:"inflight,omitempty"` // QoS>0 publishes outstanding per publisher
 	Prefix   string `json:"prefix,omitempty"`
 	Filter   string `json:"filter,omitempty"`
+	PubMode  string `json:"pub_mode,omitempty"` // paho or raw (pre-encoded, batched writes)
 
 	// Kafka
 	Acks         int           `json:"acks,omitempty"`
@@ -120,6 +121,7 @@ func newFlagSet(proto string, cfg *Config) *flag.FlagSet {
 		fs.IntVar(&cfg.Topics, "topics", 0, "topics published to, PREFIX/0..N-1 (0: one per producer)")
 		fs.StringVar(&cfg.Prefix, "prefix", "bench", "topic prefix")
 		fs.StringVar(&cfg.Filter, "filter", "", "subscription filter (default PREFIX/#)")
+		fs.StringVar(&cfg.PubMode, "pub-mode", "paho", "publishers: paho (one write per publish) or raw (pre-encoded PUBLISH packets batched into 64 KiB writes, QoS 0/1; subscribers stay paho)")
 	case "kafka":
 		fs.IntVar(&cfg.Acks, "acks", -1, "required acks: 0, 1 or -1 (all)")
 		fs.IntVar(&cfg.Topics, "topics", 1, "topics")
@@ -236,6 +238,12 @@ func (c *Config) validate() error {
 		if c.QoS < 0 || c.QoS > 2 {
 			return fmt.Errorf("--qos %d: want 0, 1 or 2", c.QoS)
 		}
+		if c.PubMode != "paho" && c.PubMode != "raw" {
+			return fmt.Errorf("--pub-mode %q: want paho or raw", c.PubMode)
+		}
+		if c.PubMode == "raw" && c.QoS == 2 {
+			return errors.New("--pub-mode raw publishes QoS 0 or 1 (use paho for QoS 2)")
+		}
 		if c.Inflight < 1 || c.Inflight > 65535 {
 			return fmt.Errorf("--inflight %d: want 1..65535", c.Inflight)
 		}
@@ -338,7 +346,7 @@ func (c *Config) childArgs(role string) []string {
 	switch c.Proto {
 	case "mqtt":
 		a = append(a, "--qos", strconv.Itoa(c.QoS), "--inflight", strconv.Itoa(c.Inflight),
-			"--prefix", c.Prefix, "--filter", c.Filter)
+			"--prefix", c.Prefix, "--filter", c.Filter, "--pub-mode", c.PubMode)
 	case "kafka":
 		a = append(a, "--acks", strconv.Itoa(c.Acks), "--partitions", strconv.Itoa(c.Partitions),
 			"--topic", c.Topic, "--group="+strconv.FormatBool(c.Group), "--linger", c.Linger.String(),

@@ -95,6 +95,9 @@ func orTimeout(err error) error {
 }
 
 func (mqttDriver) publish(ctx context.Context, c *Config, pe *pubEnv) error {
+	if c.PubMode == "raw" {
+		return mqttRawPublish(ctx, c, pe)
+	}
 	clients, err := connectAll(ctx, c.Producers, func(i int) mqtt.Client {
 		return mqtt.NewClient(mqttOptions(c, fmt.Sprintf("qb-%s-p%d", c.RunID, i)).
 			SetConnectionLostHandler(func(_ mqtt.Client, err error) { pe.errs.add(fmt.Errorf("connection lost: %w", err)) }))

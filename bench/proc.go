@@ -123,3 +123,17 @@ func hardware() string {
 	}
 	return fmt.Sprintf("%s, %d cores, %s RAM, Linux %s", model, numCPU(), mem, kernel)
 }
+
+// loadAvg returns the 1-minute load average (0 if unreadable).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}

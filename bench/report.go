@@ -309,21 +309,24 @@ func (rep *Report) Markdown() string {
 		b.WriteString("\n")
 	}
 	if len(rep.Runs) > 0 {
-		b.WriteString("## Runs\n\n| scenario | target | round | sent/s | delivered/s | MB/s | sent | received | dropped | p50 | p99 | p99.9 | ack p99 | broker CPU | msgs/broker CPU-s | gen CPU | broker RSS peak | errors |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("## Runs\n\n| scenario | target | round | sent/s | delivered/s | MB/s | sent | received | dropped | p50 | p99 | p99.9 | ack p99 | broker CPU | msgs/broker CPU-s | gen CPU | broker RSS peak | load | errors |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range rep.Runs {
 			mb := r.DeliveredMBps
 			if r.Config.Consumers == 0 {
 				mb = r.SendMBps
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %.1f | %d | %d | %d (%s) | %s | %s | %s | %s | %.0f%% | %s | %.0f%% | %s | %d |\n",
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %.1f | %d | %d | %d (%s) | %s | %s | %s | %s | %.0f%% | %s | %.0f%% | %s | %.1f | %d |\n",
 				scenarioKey(r), r.Config.Label, r.Round, fmtRate(r.SendRate), fmtRate(r.DeliveredRate), mb,
 				r.Sent, r.Received, r.Dropped, fmtDrop(r.DropPct),
 				fmtUs(float64(r.Latency.P50Us)), fmtUs(float64(r.Latency.P99Us)), fmtUs(float64(r.Latency.P999Us)),
 				fmtUs(float64(r.AckLatency.P99Us)), r.BrokerCPUPct, fmtRate(r.MsgsPerBrokerCPU), r.GenCPUPct,
-				fmtBytes(float64(r.BrokerRSSPeak)), r.Errors)
+				fmtBytes(float64(r.BrokerRSSPeak)), r.LoadAvg, r.Errors)
 		}
 		b.WriteString("\n")
+	}
+	if len(rep.Runs) > 0 {
+		b.WriteString("load: the machine's 1-minute load average at the end of the run (2 cores; other work competes).\n\n")
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(&b, "- %s\n", n)

@@ -37,6 +37,8 @@ type Result struct {
 	GenCPU           float64 `json:"gen_cpu_s"`
 	GenCPUPct        float64 `json:"gen_cpu_pct"`
 
+	LoadAvg float64 `json:"loadavg_1m"` // machine load at the end of the run (other work competes for 2 cores)
+
 	Errors int64  `json:"errors"`
 	Error  string `json:"error,omitempty"`
 }
@@ -72,6 +74,7 @@ func (r *Result) fill(c *Config, pub, sub event) {
 	if r.BrokerCPU > 0 {
 		r.MsgsPerBrokerCPU = float64(r.SentWindow+r.RecvWindow) / r.BrokerCPU
 	}
+	r.LoadAvg = loadAvg()
 	r.Latency = summarize(mergeHists(sub.Hist))
 	r.AckLatency = summarize(mergeHists(pub.AckHist))
 	r.Errors = pub.Errors + sub.Errors

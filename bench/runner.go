@@ -166,6 +166,11 @@ type pacer struct {
 	n          int64
 }
 
+// due reports whether the next message may go now (closed loop: always).
+func (p *pacer) due() bool {
+	return p.interval == 0 || !p.start.Add(time.Duration(p.n)*p.interval).After(time.Now())
+}
+
 // next returns the timestamp for the next message, or ok=false at the end.
 func (p *pacer) next() (ts int64, ok bool) {
 	now := time.Now()

@@ -57,22 +57,29 @@ var Scenarios = []Scenario{
 	{Name: "amqp-latency", Proto: "amqp", Doc: "amqp-durable-confirm-100 at a fixed rate of 50% of its measured peak: p50/p99/p99.9 publish→consume and publish→confirm",
 		Args: []string{"--producers", "2", "--consumers", "1", "--size", "100", "--durable", "--confirm", "--outstanding", "1000", "--prefetch", "1000", "--multi-ack", "100"}, RateOf: "amqp-durable-confirm-100", RateFrac: 0.5},
 
-	{Name: "mqtt-fanin-qos0-100", Proto: "mqtt", Doc: "paho, 4 publishers (bench/0..3) → 1 subscriber on bench/#, QoS 0, 100 B",
-		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--qos", "0"}},
+	{Name: "mqtt-fanin-qos0-100", Proto: "mqtt", Doc: "4 publishers (bench/0..3, pre-encoded PUBLISH packets batched into 64 KiB writes) → 1 paho subscriber on bench/#, QoS 0, 100 B",
+		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--pub-mode", "raw", "--qos", "0"}},
 	{Name: "mqtt-fanin-qos0-1k", Proto: "mqtt", Doc: "as mqtt-fanin-qos0-100 with 1 KiB payloads",
-		Args: []string{"--producers", "4", "--consumers", "1", "--size", "1024", "--qos", "0"}},
-	{Name: "mqtt-fanin-qos1-100", Proto: "mqtt", Doc: "paho, 4 publishers → 1 subscriber on bench/#, QoS 1 both ways, 64 in flight per publisher, 100 B",
-		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--qos", "1", "--inflight", "64"}},
+		Args: []string{"--producers", "4", "--consumers", "1", "--size", "1024", "--pub-mode", "raw", "--qos", "0"}},
+	{Name: "mqtt-fanin-qos1-100", Proto: "mqtt", Doc: "4 pre-encoded publishers → 1 paho subscriber on bench/#, QoS 1 both ways, 64 in flight per publisher, 100 B",
+		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--pub-mode", "raw", "--qos", "1", "--inflight", "64"}},
 	{Name: "mqtt-fanin-qos1-1k", Proto: "mqtt", Doc: "as mqtt-fanin-qos1-100 with 1 KiB payloads",
-		Args: []string{"--producers", "4", "--consumers", "1", "--size", "1024", "--qos", "1", "--inflight", "64"}},
-	{Name: "mqtt-fanout-qos0", Proto: "mqtt", Doc: "paho, 1 publisher → 100 subscribers of bench/#, QoS 0, 100 B (each publish delivered 100 times)",
-		Args: []string{"--producers", "1", "--consumers", "100", "--size", "100", "--qos", "0"}},
-	{Name: "mqtt-fanout-qos1", Proto: "mqtt", Doc: "paho, 1 publisher → 100 subscribers, QoS 1, 64 in flight, 100 B",
-		Args: []string{"--producers", "1", "--consumers", "100", "--size", "100", "--qos", "1", "--inflight", "64"}},
+		Args: []string{"--producers", "4", "--consumers", "1", "--size", "1024", "--pub-mode", "raw", "--qos", "1", "--inflight", "64"}},
+	{Name: "mqtt-fanin-qos0-100-paho", Proto: "mqtt", Doc: "as mqtt-fanin-qos0-100 with paho publishers too (one write per publish)",
+		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--pub-mode", "paho", "--qos", "0"}},
+	{Name: "mqtt-fanin-qos1-100-paho", Proto: "mqtt", Doc: "as mqtt-fanin-qos1-100 with paho publishers too (one write per publish)",
+		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--pub-mode", "paho", "--qos", "1", "--inflight", "64"}},
+	{Name: "mqtt-fanout-qos0", Proto: "mqtt", Doc: "1 pre-encoded publisher → 100 paho subscribers of bench/#, QoS 0, 100 B (each publish delivered 100 times)",
+		Args: []string{"--producers", "1", "--consumers", "100", "--size", "100", "--pub-mode", "raw", "--qos", "0"}},
+	{Name: "mqtt-fanout-qos1", Proto: "mqtt", Doc: "1 pre-encoded publisher → 100 paho subscribers, QoS 1, 64 in flight, 100 B",
+		Args: []string{"--producers", "1", "--consumers", "100", "--size", "100", "--pub-mode", "raw", "--qos", "1", "--inflight", "64"}},
 	{Name: "mqtt-latency", Proto: "mqtt", Doc: "mqtt-fanin-qos1-100 at a fixed rate of 50% of its measured peak: p50/p99/p99.9 publish→deliver and publish→PUBACK",
-		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--qos", "1", "--inflight", "64"}, RateOf: "mqtt-fanin-qos1-100", RateFrac: 0.5},
+		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--pub-mode", "raw", "--qos", "1", "--inflight", "64"}, RateOf: "mqtt-fanin-qos1-100", RateFrac: 0.5},
 	{Name: "mqtt-idle-10k", Proto: "mqtt", Doc: "10,000 MQTT 3.1.1 connections (CONNECT, CONNACK, then silent, keepalive 0): broker RSS per connection",
 		Idle: true, IdleConns: 10000},
+
+	{Name: "amqp-idle-5k", Proto: "amqp", Doc: "5,000 AMQP connections with one channel each (amqp091-go, heartbeat off), then silent: broker RSS per connection",
+		Idle: true, IdleConns: 5000},
 
 	{Name: "rocketmq-sync-4", Proto: "rocketmq", Doc: "rocketmq-client-go, 4 producers SendSync 1 KiB (one message per request), 1 push consumer (clustering)",
 		Args:        []string{"--producers", "4", "--consumers", "1", "--size", "1024"},
@@ -198,7 +205,7 @@ func parseSuite(args []string) (*suiteConfig, error) {
 	fs.DurationVar(&sc.warmup, "warmup", 2*time.Second, "warm-up of each run")
 	fs.StringVar(&sc.out, "out", "", "directory for results.json, results.md, chart.svg, chart.html")
 	fs.BoolVar(&sc.quiet, "quiet", false, "no progress lines")
-	fs.IntVar(&sc.idleConns, "idle-conns", 10000, "connections of the idle scenario")
+	fs.IntVar(&sc.idleConns, "idle-conns", 0, "connections of the idle scenarios (default: each scenario's own, 10,000 MQTT / 5,000 AMQP)")
 	fs.BoolVar(&sc.failFast, "fail-fast", false, "stop at the first failed run")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -287,7 +294,10 @@ func runSuite(ctx context.Context, args []string) error {
 						}
 						continue
 					}
-					conns := sc.idleConns
+					conns := s.IdleConns
+					if sc.idleConns > 0 {
+						conns = sc.idleConns
+					}
 					ic := &idleConfig{Proto: s.Proto, Target: t.Addr, Label: t.Label, Conns: conns, BrokerPID: t.PID, Hold: 3 * time.Second, Quiet: sc.quiet}
 					res, err := runIdle(ctx, ic, progress)
 					if err != nil {
