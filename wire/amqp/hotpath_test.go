@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"quartet/engine"
 	"quartet/netpoll"
+	"quartet/segment"
 )
 
 // fakeConn is a netpoll.Conn for driving the handler without sockets.
@@ -166,4 +168,38 @@ func BenchmarkIdleQueues(b *testing.B) {
 	}
 	b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc))/n, "B/queue")
 	runtime.KeepAlive(s)
+}
+
+// BenchmarkHotPathDurable: as BenchmarkHotPath with a durable queue,
+// persistent messages and confirms (store appends on the engine's writer).
+func BenchmarkHotPathDurable(b *testing.B) {
+	e, err := engine.Open(engine.Config{DataDir: b.TempDir(), Flush: segment.FlushSync, IO: segment.IOAuto}, testLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	s, err := New(e, Config{}, testLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	pub := openFake(b, s)
+	sub := openFake(b, s)
+	feed(b, s, pub, AppendMethodFrame(nil, 1, &ConfirmSelect{}))
+	feed(b, s, sub, AppendMethodFrame(nil, 1, &QueueDeclare{Queue: "hotd", Durable: true, NoWait: true}))
+	feed(b, s, sub, AppendMethodFrame(nil, 1, &BasicQos{PrefetchCount: 1000}))
+	feed(b, s, sub, AppendMethodFrame(nil, 1, &BasicConsume{Queue: "hotd", ConsumerTag: "c"}))
+	sub.run()
+	msg := publishFrames("hotd", make([]byte, 16), BasicProperties{Flags: FlagDeliveryMode, DeliveryMode: 2})
+	b.ReportAllocs()
+	b.SetBytes(16)
+	ch := sub.ctx.(*connection).channels[1]
+	for i := 0; b.Loop(); i++ {
+		feed(b, s, pub, msg)
+		sub.run()
+		if i%100 == 99 {
+			feed(b, s, sub, AppendMethodFrame(nil, 1, &BasicAck{DeliveryTag: ch.nextTag, Multiple: true}))
+			pub.run()
+		}
+	}
 }

@@ -48,7 +48,11 @@ type store struct {
 	l    *segment.Log
 	meta *engine.Meta
 
-	pool sync.Pool
+	batches sync.Pool
+	pmu     sync.Mutex // guards cur, scratch
+	cur     *appendBatch
+	scratch []byte
+	kickc   chan struct{}
 
 	mu       sync.Mutex
 	nextID   uint64
@@ -149,7 +153,11 @@ func openStore(e *engine.Engine, vh *vhost, log *slog.Logger) (*store, error) {
 	}
 	s := &store{e: e, vh: vh, log: log, l: l, meta: e.Meta(), live: liveSet{extra: map[uint64]*liveMsg{}},
 		removes: map[string][]uint64{}, stop: make(chan struct{})}
-	s.pool.New = func() any { return new(segment.BatchBuilder) }
+	s.batches.New = func() any { return &appendBatch{s: s} }
+	s.cur = s.newBatch()
+	s.kickc = make(chan struct{}, 1)
+	s.wg.Add(1)
+	go s.flusher()
 	return s, nil
 }
 
@@ -282,26 +290,106 @@ type metaWaiter struct {
 
 // ---- messages ----
 
-type appendDone struct {
-	s    *store
-	id   uint64
-	done func(error)
+var (
+	keyMessage = []byte("m")
+	keyRemove  = []byte("r")
+)
+
+const appendBatchBytesMax = 4 << 20 // flush inline above this much pending
+
+// appendBatch gathers records (messages and removals) appended together
+// by the flusher goroutine: one log append and one writer request for all
+// the messages published while the previous append was being queued.
+type appendBatch struct {
+	s     *store
+	bb    segment.BatchBuilder
+	ids   []uint64      // per record: message id, 0 for a removal record
+	dones []func(error) // per record, may be nil
+	bytes int
 }
 
-func (a *appendDone) AppendDone(base int64, err error) {
-	if err == nil && a.id != 0 {
-		a.s.mu.Lock()
-		if lm := a.s.live.get(a.id); lm != nil {
-			lm.offset = base
+// AppendDone implements segment.Completer (writer goroutine).
+func (b *appendBatch) AppendDone(base int64, err error) {
+	s := b.s
+	if err == nil {
+		s.mu.Lock()
+		for i, id := range b.ids {
+			if id != 0 {
+				if lm := s.live.get(id); lm != nil {
+					lm.offset = base + int64(i)
+				}
+			}
 		}
-		a.s.mu.Unlock()
+		s.mu.Unlock()
+	} else {
+		s.log.Error("queue log append failed", "err", err)
 	}
-	if a.done != nil {
-		a.done(err)
+	for _, d := range b.dones {
+		if d != nil {
+			d(err)
+		}
+	}
+	clear(b.dones)
+	b.ids, b.dones, b.bytes = b.ids[:0], b.dones[:0], 0
+	s.batches.Put(b)
+}
+
+func (s *store) newBatch() *appendBatch {
+	b := s.batches.Get().(*appendBatch)
+	b.bb.Reset()
+	return b
+}
+
+// addLocked adds one record to the pending batch (s.pmu held).
+func (s *store) addLocked(key, v []byte, id uint64, done func(error)) {
+	b := s.cur
+	b.bb.Add(0, key, v, nil)
+	b.ids = append(b.ids, id)
+	b.dones = append(b.dones, done)
+	b.bytes += len(v)
+}
+
+// kick wakes the flusher; with too much pending it flushes here.
+func (s *store) kick(big bool) {
+	if big {
+		s.flushPending()
+		return
+	}
+	select {
+	case s.kickc <- struct{}{}:
+	default:
 	}
 }
 
-// persist assigns m its ID and appends it for the durable queues qs; done
+// flushPending appends the pending batch.
+func (s *store) flushPending() {
+	s.pmu.Lock()
+	b := s.cur
+	if len(b.ids) == 0 {
+		s.pmu.Unlock()
+		return
+	}
+	s.cur = s.newBatch()
+	s.pmu.Unlock()
+	if err := s.l.Append(b.bb.Bytes(), b); err != nil {
+		b.AppendDone(0, err)
+	}
+}
+
+func (s *store) flusher() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.kickc:
+			s.flushPending()
+		case <-s.stop:
+			s.flushPending()
+			return
+		}
+	}
+}
+
+// persist assigns m its ID and queues it for the durable queues qs; done
 // (may be nil) gets the outcome from the writer goroutine.
 func (s *store) persist(m *queue.Message, qs []*vqueue, done func(error)) {
 	s.mu.Lock()
@@ -310,9 +398,8 @@ func (s *store) persist(m *queue.Message, qs []*vqueue, done func(error)) {
 	s.live.add(id, int32(len(qs)))
 	s.mu.Unlock()
 	m.ID = id
-	bb := s.pool.Get().(*segment.BatchBuilder)
-	bb.Reset()
-	v := make([]byte, 0, 64+len(m.Props)+len(m.Body))
+	s.pmu.Lock()
+	v := s.scratch[:0]
 	v = binary.BigEndian.AppendUint64(v, id)
 	v = binary.BigEndian.AppendUint16(v, uint16(len(qs)))
 	for _, q := range qs {
@@ -323,12 +410,13 @@ func (s *store) persist(m *queue.Message, qs []*vqueue, done func(error)) {
 	v = appendLong(v, uint32(len(m.Props)))
 	v = append(v, m.Props...)
 	v = append(v, m.Body...)
-	bb.Add(0, []byte("m"), v, nil)
-	err := s.l.Append(bb.Bytes(), &appendDone{s: s, id: id, done: done})
-	s.pool.Put(bb)
-	if err != nil && done != nil {
-		done(err)
+	s.addLocked(keyMessage, v, id, done)
+	if cap(v) <= 64<<10 {
+		s.scratch = v
 	}
+	big := s.cur.bytes > appendBatchBytesMax
+	s.pmu.Unlock()
+	s.kick(big)
 }
 
 // Remove implements queue.Store: it records that q no longer holds ids.
@@ -356,22 +444,21 @@ func (s *store) flushRemovesLocked() {
 	if s.nremoves == 0 {
 		return
 	}
-	bb := s.pool.Get().(*segment.BatchBuilder)
-	bb.Reset()
+	// Through the pending batch, so a removal never precedes its message.
+	s.pmu.Lock()
 	for name, ids := range s.removes {
-		v := AppendShortStr(nil, name)
+		v := AppendShortStr(s.scratch[:0], name)
 		v = appendLong(v, uint32(len(ids)))
 		for _, id := range ids {
 			v = binary.BigEndian.AppendUint64(v, id)
 		}
-		bb.Add(0, []byte("r"), v, nil)
+		s.addLocked(keyRemove, v, 0, nil)
 	}
+	big := s.cur.bytes > appendBatchBytesMax
+	s.pmu.Unlock()
 	clear(s.removes)
 	s.nremoves = 0
-	if err := s.l.Append(bb.Bytes(), nil); err != nil {
-		s.log.Error("queue ack log append failed", "err", err)
-	}
-	s.pool.Put(bb)
+	s.kick(big)
 }
 
 // compact moves the log start past messages no queue holds.
