@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"quartet/netpoll"
+	"quartet/segment"
 )
 
 var errorsIs = errors.Is
@@ -28,7 +29,8 @@ type conn struct {
 	c      netpoll.Conn
 	broker bool
 	remote string
-	out    []byte // scratch for synchronous responses (loop only)
+	out    []byte               // scratch for synchronous responses (loop only)
+	bb     segment.BatchBuilder // batch scratch for sends (loop only)
 
 	// Answers completed off the loop are gathered here and written with one
 	// Execute: a writer round completes many sends at once, and one write

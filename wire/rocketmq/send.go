@@ -66,9 +66,10 @@ func (cn *conn) sendMessage(cmd *Command) {
 	}
 	l := cn.later(cmd)
 	if t, ok := s.e.Topic(req.topic); ok && !strings.HasPrefix(req.topic, prefixRetry) {
-		s.store(req, t, l)
+		s.store(req, t, l, &cn.bb) // on the loop: the append copies the bodies
 		return
 	}
+	req.own() // bodies alias the frame: copy before leaving the loop
 	go func() {
 		t, err := s.topicForSend(req)
 		if err != nil {
@@ -79,8 +80,15 @@ func (cn *conn) sendMessage(cmd *Command) {
 			l.fill(&Out{Code: code, Remark: err.Error()})
 			return
 		}
-		s.store(req, t, l)
+		s.store(req, t, l, nil)
 	}()
+}
+
+// own copies the message bodies (they may alias the request frame).
+func (req *sendReq) own() {
+	for i := range req.msgs {
+		req.msgs[i].body = append([]byte(nil), req.msgs[i].body...)
+	}
 }
 
 // topicForSend resolves the destination, applying the retry → DLQ rule.
@@ -129,8 +137,6 @@ func (s *Server) decodeSend(cn *conn, cmd *Command) (*sendReq, int16, error) {
 		if err != nil {
 			return nil, respMessageIllegal, err
 		}
-	} else {
-		body = append([]byte(nil), body...)
 	}
 	if !req.batch && len(body) > s.cfg.MessageBytesMax {
 		return nil, respMessageIllegal, fmt.Errorf("message body size %d exceeds %d", len(body), s.cfg.MessageBytesMax)
@@ -196,7 +202,7 @@ func (s *Server) delayLevelOf(ps []prop) int {
 
 // store routes req to the half store, the delay schedule or the partition and
 // answers through l.
-func (s *Server) store(req *sendReq, t *engine.Topic, l *later) {
+func (s *Server) store(req *sendReq, t *engine.Topic, l *later, bb *segment.BatchBuilder) {
 	parts := t.Partitions()
 	q := req.queue
 	if q < 0 {
@@ -214,7 +220,9 @@ func (s *Server) store(req *sendReq, t *engine.Topic, l *later) {
 			return
 		}
 	}
-	var bb segment.BatchBuilder
+	if bb == nil {
+		bb = new(segment.BatchBuilder)
+	}
 	bb.Reset()
 	now := time.Now().UnixMilli()
 	var hdrs []segment.Header
