@@ -117,23 +117,34 @@ func (cn *conn) pullMessage(cmd *Command) {
 	go l.fill(s.readPull(req))
 }
 
-// park suspends the pull until the partition grows or the timeout passes.
+// park suspends the pull until the partition grows or the timeout passes;
+// whichever comes first answers and cancels the other.
 func (cn *conn) park(cmd *Command, req *pullReq) {
 	s := cn.s
 	l := cn.later(cmd)
-	var claimed atomic.Bool
-	cancel := req.p.Wait(req.offset, func() {
-		if claimed.CompareAndSwap(false, true) {
-			go l.fill(s.readPull(req))
-		}
-	})
-	cn.c.AfterFunc(req.suspend, func(netpoll.Conn) {
-		if claimed.CompareAndSwap(false, true) {
-			cancel()
+	pk := &parked{}
+	pk.timer = cn.c.AfterFunc(req.suspend, func(netpoll.Conn) {
+		if pk.claimed.CompareAndSwap(false, true) {
+			if c := pk.cancel.Load(); c != nil {
+				(*c)()
+			}
 			min, max := req.p.StartOffset(), req.p.HighWatermark()
 			l.fill(pullStatus(&Out{Code: respPullNotFound, Remark: "no new message"}, req.offset, min, max))
 		}
 	})
+	cancel := req.p.Wait(req.offset, func() {
+		if pk.claimed.CompareAndSwap(false, true) {
+			pk.timer.Stop()
+			go l.fill(s.readPull(req))
+		}
+	})
+	pk.cancel.Store(&cancel)
+}
+
+type parked struct {
+	claimed atomic.Bool
+	timer   netpoll.Timer
+	cancel  atomic.Pointer[func() bool]
 }
 
 func pullStatus(out *Out, next, min, max int64) *Out {
