@@ -49,7 +49,7 @@ WORK=$(mktemp -d /tmp/quartet-compare.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
 cleanup() {
-	set +e
+	set +eu
 	log "stopping everything started here"
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	stop_rabbitmq "$WORK/rabbitmq"

@@ -95,6 +95,6 @@ stop_rabbitmq() { # DIR
 	local epid
 	epid=$(ss -ltnpH "( sport = :$(cat "$dir/epmdport") )" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
 	[ -n "$epid" ] && kill "$epid" 2>/dev/null
-	[ -n "$RABBIT_WRAPPER_PID" ] && wait "$RABBIT_WRAPPER_PID" 2>/dev/null
+	[ -n "${RABBIT_WRAPPER_PID:-}" ] && wait "$RABBIT_WRAPPER_PID" 2>/dev/null
 	return 0
 }

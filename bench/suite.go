@@ -35,6 +35,13 @@ type Scenario struct {
 
 // Scenarios is the standard set, in run order.
 var Scenarios = []Scenario{
+	// Idle first: on a freshly started broker the RSS difference is the
+	// connections' cost, not heap left over from the load scenarios.
+	{Name: "mqtt-idle-10k", Proto: "mqtt", Doc: "10,000 MQTT 3.1.1 connections (CONNECT, CONNACK, then silent, keepalive 0): broker RSS per connection",
+		Idle: true, IdleConns: 10000},
+	{Name: "amqp-idle-5k", Proto: "amqp", Doc: "5,000 AMQP connections with one channel each (amqp091-go, heartbeat off), then silent: broker RSS per connection",
+		Idle: true, IdleConns: 5000},
+
 	{Name: "kafka-p1", Proto: "kafka", Doc: "franz-go, 1 producer, 1 KiB records, acks=-1 (fdatasync'd under flush=sync), 1 partition, 1 consumer reading along",
 		Args:        []string{"--producers", "1", "--consumers", "1", "--size", "1024", "--acks", "-1", "--partitions", "1"},
 		CeilingArgs: []string{"--producers", "1", "--size", "1024", "--acks", "-1"}},
@@ -75,11 +82,6 @@ var Scenarios = []Scenario{
 		Args: []string{"--producers", "1", "--consumers", "100", "--size", "100", "--pub-mode", "raw", "--qos", "1", "--inflight", "64"}},
 	{Name: "mqtt-latency", Proto: "mqtt", Doc: "mqtt-fanin-qos1-100 at a fixed rate of 50% of its measured peak: p50/p99/p99.9 publish→deliver and publish→PUBACK",
 		Args: []string{"--producers", "4", "--consumers", "1", "--size", "100", "--pub-mode", "raw", "--qos", "1", "--inflight", "64"}, RateOf: "mqtt-fanin-qos1-100", RateFrac: 0.5},
-	{Name: "mqtt-idle-10k", Proto: "mqtt", Doc: "10,000 MQTT 3.1.1 connections (CONNECT, CONNACK, then silent, keepalive 0): broker RSS per connection",
-		Idle: true, IdleConns: 10000},
-
-	{Name: "amqp-idle-5k", Proto: "amqp", Doc: "5,000 AMQP connections with one channel each (amqp091-go, heartbeat off), then silent: broker RSS per connection",
-		Idle: true, IdleConns: 5000},
 
 	{Name: "rocketmq-sync-4", Proto: "rocketmq", Doc: "rocketmq-client-go, 4 producers SendSync 1 KiB (one message per request), 1 push consumer (clustering)",
 		Args:        []string{"--producers", "4", "--consumers", "1", "--size", "1024"},
