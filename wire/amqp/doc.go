@@ -17,3 +17,24 @@
 // this package holds connections, channels and their state machines and the
 // glue (the virtual host) that persists durable definitions.
 package amqp
+
+// Differences from RabbitMQ (each unimplemented feature answers with the
+// protocol's own error):
+//
+//   - One virtual host, "/" (another gives connection.close 530 NOT_ALLOWED).
+//     Users: guest/guest from loopback (Config.AllowRemoteGuest lifts that)
+//     and Config.Users; PLAIN and AMQPLAIN.
+//   - Queues keep their ready messages in memory; persistent messages on
+//     durable queues are also in the shared queue log (recovered on start),
+//     but a queue does not page to disk (no lazy mode).
+//   - quorum queues are durable classic queues that honour x-delivery-limit;
+//     stream queues are logs read from x-stream-offset, without retention
+//     (x-max-age, x-max-length-bytes accepted, not applied).
+//   - Publishers are flow-controlled (reads paused) while a queue with
+//     consumers holds a large backlog, as RabbitMQ's credit flow does.
+//   - connection.blocked: the low-disk alarm (Config.DataDir,
+//     Config.DiskFreeBytesMin) and Server.SetBlocked for other alarms.
+//   - Not implemented: basic.publish immediate=true and basic.recover
+//     requeue=false (540 NOT_IMPLEMENTED, as RabbitMQ), exchange types other
+//     than direct/fanout/topic/headers (503 COMMAND_INVALID), sender-selected
+//     distribution (CC/BCC headers are delivered, not routed on).
