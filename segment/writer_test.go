@@ -618,3 +618,96 @@ func TestWriterManyOps(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterRandomFaults: random short writes and failures over several FDs
+// and many rounds. Every request completes exactly once, per-FD completions
+// come in submission order, and every request reported successful has its
+// bytes on disk.
+func TestWriterRandomFaults(t *testing.T) {
+	writerModes(t, func(t *testing.T, mode IOMode) {
+		var mu sync.Mutex
+		rng := rand.New(rand.NewPCG(7, uint64(len(mode))))
+		plan := &FaultPlan{
+			Write: func(fd int, pos int64, n int) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				switch x := rng.IntN(100); {
+				case x < 3:
+					return 0, unix.EIO
+				case x < 20 && n > 1:
+					return 1 + rng.IntN(n-1), nil
+				}
+				return n, nil
+			},
+			Fsync: func(fd int) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if rng.IntN(100) < 5 {
+					return unix.EIO
+				}
+				return nil
+			},
+		}
+		w := startWriter(t, mode, plan)
+		const files, perFile = 4, 400
+		var wg sync.WaitGroup
+		for i := range files {
+			f := openTemp(t, fmt.Sprintf("f%d", i))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				prng := rand.New(rand.NewPCG(uint64(i), 9))
+				type sent struct {
+					pos  int64
+					data []byte
+				}
+				var (
+					cmu  sync.Mutex
+					next int
+					ok   []sent
+					done sync.WaitGroup
+				)
+				var pos int64
+				for k := range perFile {
+					data := make([]byte, 1+prng.IntN(3000))
+					for j := range data {
+						data[j] = byte(prng.Uint32())
+					}
+					// Non-overlapping regions, sometimes with gaps.
+					p := pos + int64(prng.IntN(2)*prng.IntN(100))
+					pos = p + int64(len(data))
+					done.Add(1)
+					w.Submit(&Request{FD: int(f.Fd()), Pos: p, Data: data, Sync: prng.IntN(2) == 0,
+						Done: func(r *Request, err error) {
+							cmu.Lock()
+							if next != k {
+								t.Errorf("fd %d: completion %d, want %d", r.FD, k, next)
+							}
+							next++
+							if err == nil {
+								ok = append(ok, sent{r.Pos, r.Data})
+							}
+							cmu.Unlock()
+							done.Done()
+						}})
+				}
+				done.Wait()
+				disk := fileBytes(t, f)
+				for _, s := range ok {
+					end := s.pos + int64(len(s.data))
+					if end > int64(len(disk)) || !bytes.Equal(disk[s.pos:end], s.data) {
+						t.Errorf("fd %d: successful write at %d (%d bytes) not on disk", f.Fd(), s.pos, len(s.data))
+						return
+					}
+				}
+				if len(ok) == 0 || len(ok) == perFile {
+					t.Errorf("fd %d: %d of %d succeeded; the fault plan should fail some", f.Fd(), len(ok), perFile)
+				}
+			}()
+		}
+		wg.Wait()
+		st := w.Stats()
+		ext, _ := ExtStats(w)
+		t.Logf("requests %d failures %d short writes %d rounds %d", st.Requests, st.Failures, ext.ShortWrites, ext.Rounds)
+	})
+}
