@@ -87,6 +87,7 @@ func (e *gnetEngine) start() error {
 		gnet.WithReadBufferCap(cfg.ReadBufferBytes),
 		gnet.WithWriteBufferCap(64 << 10),
 		gnet.WithLogger(gnetLogger{cfg.Logger}),
+		gnet.WithLockOSThread(cfg.LockOSThread),
 	}
 	if cfg.SocketRecvBufferBytes > 0 {
 		opts = append(opts, gnet.WithSocketRecvBuffer(cfg.SocketRecvBufferBytes))

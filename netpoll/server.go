@@ -15,7 +15,11 @@ import (
 
 // Config tunes a Server. Zero values pick the defaults noted.
 type Config struct {
-	// Loops is the number of gnet event loops (0: one per core).
+	// Loops is the number of gnet event loops (0: one per core but one,
+	// at least one). gnet loops block in epoll_wait as system calls; when
+	// every P is held by a loop in a system call, the Go scheduler's sysmon
+	// keeps retaking and handing off Ps, which measurably costs more CPU
+	// than it saves (README.md). Leaving one core's P free avoids that.
 	Loops int
 	// EnginePerListener runs one gnet engine (with Loops loops) per plain
 	// TCP listener instead of one engine serving every address.
@@ -33,6 +37,8 @@ type Config struct {
 	// Socket buffer sizes set on each accepted socket (0: kernel default).
 	SocketRecvBufferBytes int
 	SocketSendBufferBytes int
+	// LockOSThread pins each gnet loop to an OS thread.
+	LockOSThread bool
 	// ReadBufferBytes is gnet's per-loop read buffer (0: 64 KiB).
 	ReadBufferBytes int
 	// CopyThresholdBytes: WriteFile ranges shorter than this are copied
@@ -51,7 +57,7 @@ const DefaultCopyThresholdBytes = 16 << 10
 
 func (cfg *Config) setDefaults() {
 	if cfg.Loops <= 0 {
-		cfg.Loops = runtime.NumCPU()
+		cfg.Loops = max(1, runtime.NumCPU()-1)
 	}
 	if cfg.OutboundHighWaterBytes == 0 {
 		cfg.OutboundHighWaterBytes = 4 << 20

@@ -41,11 +41,14 @@ func main() {
 	listeners := flag.Int("listeners", 1, "listeners (server)")
 	perListener := flag.Bool("per-listener", false, "one gnet engine per listener")
 	loops := flag.Int("loops", 0, "gnet loops (0: one per core)")
+	lock := flag.Bool("lock", false, "gnet loops locked to OS threads")
 	addrs := flag.String("addrs", "", "comma-separated addresses (load, idle)")
 	conns := flag.Int("conns", 64, "connections")
 	dur := flag.Duration("dur", 5*time.Second, "measured duration (load)")
 	warm := flag.Duration("warmup", time.Second, "warm-up (load)")
 	size := flag.Int("size", 64, "request payload bytes (load)")
+	client := flag.String("client", "epoll", "load generator: epoll (one thread per -threads) or goroutine (one per connection)")
+	threads := flag.Int("threads", 1, "epoll load generator threads")
 	cpuprof := flag.String("cpuprofile", "", "write a CPU profile (server) to this file")
 	flag.Parse()
 	if *cpuprof != "" {
@@ -57,9 +60,13 @@ func main() {
 	raiseNofile()
 	switch *mode {
 	case "server":
-		server(*impl, *listeners, *perListener, *loops)
+		server(*impl, *listeners, *perListener, *loops, *lock)
 	case "load":
-		load(strings.Split(*addrs, ","), *conns, *dur, *warm, *size)
+		if *client == "epoll" {
+			loadEpoll(strings.Split(*addrs, ","), *conns, *threads, *dur, *warm, *size)
+		} else {
+			load(strings.Split(*addrs, ","), *conns, *dur, *warm, *size)
+		}
 	case "idle":
 		idle(strings.Split(*addrs, ","), *conns)
 	default:
@@ -88,7 +95,7 @@ func (handler) OnFrame(c netpoll.Conn, f []byte) error {
 }
 func (handler) OnClose(netpoll.Conn, error) {}
 
-func server(impl string, n int, per bool, loops int) {
+func server(impl string, n int, per bool, loops int, lock bool) {
 	var addrs []string
 	var stop func()
 	switch impl {
@@ -98,7 +105,7 @@ func server(impl string, n int, per bool, loops int) {
 		for i := 0; i < n; i++ {
 			ls = append(ls, netpoll.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", 0), Protocol: p})
 		}
-		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per,
+		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, ls)
 		check(err)
 		check(srv.Start())
