@@ -66,8 +66,7 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # 3. Start the brokers.
-KAFKA=$(free_port) AMQP=$(free_port) MQTT=$(free_port) NAMESRV=$(free_port) RBROKER=$(free_port)
-MOSQ=$(free_port) RABBIT=$(free_port) SINK=$(free_port)
+read -r KAFKA AMQP MQTT NAMESRV RBROKER MOSQ RABBIT SINK < <(free_ports 8)
 
 log "starting RabbitMQ on 127.0.0.1:$RABBIT (takes a while)"
 start_rabbitmq "$RABBIT" "$WORK/rabbitmq" &

@@ -9,8 +9,16 @@
 # (which resets RLIMIT_NOFILE to 1024), loopback-only listener and epmd, its
 # own node name, epmd port and data directory so it never meets another node.
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+free_port() { free_ports 1; }
+
+# free_ports N: N distinct free loopback ports (all bound at once, so no repeats).
+free_ports() {
+	python3 -c '
+import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))
+for s in ss: s.close()' "$1"
 }
 
 wait_port() { # HOST PORT TIMEOUT_S
@@ -55,8 +63,10 @@ start_rabbitmq() { # PORT DIR
 	local port=$1 dir=$2
 	mkdir -p "$dir/mnesia" "$dir/log"
 	echo "$port" >"$dir/port"
-	free_port >"$dir/epmdport"
-	free_port >"$dir/distport"
+	local epmd dist
+	read -r epmd dist < <(free_ports 2)
+	echo "$epmd" >"$dir/epmdport"
+	echo "$dist" >"$dir/distport"
 	echo "qbench$port@localhost" >"$dir/nodename"
 	echo "[]." >"$dir/enabled_plugins"
 	echo "[]." >"$dir/advanced.config"
