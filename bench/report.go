@@ -380,10 +380,12 @@ func (rep *Report) SVG() string {
 			w := int(float64(barMax) * m.Median / maxV)
 			fmt.Fprintf(&body, `<text x="%d" y="%d" font-size="11" text-anchor="end">%s</text>`, labelW-6, y+14, esc(t.Label))
 			fmt.Fprintf(&body, `<rect x="%d" y="%d" width="%d" height="14" fill="%s"/>`, labelW, y+3, max(w, 1), col)
+			textX := labelW + max(w, 1) + 6
 			if m.N > 1 {
 				x1 := labelW + int(float64(barMax)*m.Min/maxV)
 				x2 := labelW + int(float64(barMax)*m.Max/maxV)
 				fmt.Fprintf(&body, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#111" stroke-width="1.5"/>`, x1, y+10, x2, y+10)
+				textX = max(textX, x2+6)
 			}
 			txt := fmtRate(m.Median) + "/s"
 			if t.PerBrokerCPU.N > 0 {
@@ -392,7 +394,7 @@ func (rep *Report) SVG() string {
 			if i > 0 && t.RatioDelivered > 0 {
 				txt += fmt.Sprintf("  %s÷%s = %s", c.Targets[0].Label, t.Label, fmtRatio(t.RatioDelivered))
 			}
-			fmt.Fprintf(&body, `<text x="%d" y="%d" font-size="11">%s</text>`, labelW+max(w, 1)+6, y+14, esc(txt))
+			fmt.Fprintf(&body, `<text x="%d" y="%d" font-size="11">%s</text>`, textX, y+14, esc(txt))
 			y += 18
 		}
 	}
