@@ -54,8 +54,9 @@ type conn struct {
 	notified atomic.Bool
 	drainFn  func(netpoll.Conn)
 	wakeFn   func(netpoll.Conn)
-	paused   bool   // reads paused by flow control until a session wakes us
-	pauseGen uint32 // identifies the pause a stall timer belongs to
+	da       *durableAck // acknowledgement of the publish being handled, if it waits for the disk
+	paused   bool        // reads paused by flow control until a session wakes us
+	pauseGen uint32      // identifies the pause a stall timer belongs to
 	waiters  []session.Waiter
 	timer    netpoll.Timer
 
@@ -215,7 +216,7 @@ func (c *conn) takeover() {
 func (c *conn) fail(rc byte, err error) error {
 	c.srv.stats.ProtocolErrors.Add(1)
 	if c.version == Version5 && c.state == stateConnected {
-		c.nc.Write(AppendDisconnect(c.buf[:0], Version5, DISCONNECT, rc, nil))
+		c.write(AppendDisconnect(c.buf[:0], Version5, DISCONNECT, rc, nil))
 	}
 	c.srv.log.Info("protocol error, closing connection", "client", c.clientID, "remote", c.nc.RemoteAddr(),
 		"reason", fmt.Sprintf("0x%02x", rc), "err", err)
@@ -410,7 +411,7 @@ func (c *conn) onConnect(sc *scratch, hdr Header, body []byte) error {
 			ack.Props.Set(propTopicAliasMaximum)
 		}
 	}
-	c.nc.Write(AppendConnack(c.buf[:0], v, &ack))
+	c.write(AppendConnack(c.buf[:0], v, &ack))
 	if c.keepAlive > 0 {
 		c.armKeepAlive(time.Duration(c.keepAlive) * 1500 * time.Millisecond)
 	}
@@ -455,6 +456,7 @@ func (c *conn) buildMessage(sc *scratch, topic, payload []byte, pp *Properties) 
 				return nil, fmt.Errorf("%w: invalid response topic", ErrProtocol)
 			}
 			props = appendProps(c.buf[:0], fw)
+			c.buf = props[:0] // NewMessage copies props before c.buf is reused
 			// strip the length prefix
 			props = props[varintLen(propsLen(fw)):]
 		}
@@ -518,7 +520,7 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 		}
 		ss.Unlock()
 		if dup {
-			c.nc.Write(AppendAck(c.buf[:0], c.version, PUBREC, p.PacketID, RCSuccess, nil))
+			c.write(AppendAck(c.buf[:0], c.version, PUBREC, p.PacketID, RCSuccess, nil))
 			return nil
 		}
 	}
@@ -531,7 +533,11 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 	m.Retain = p.Retain
 	m.Origin = ss
 	if p.Retain {
-		s.retained.Set(m, nil)
+		var done func(error)
+		if p.QoS > 0 && s.persist != nil {
+			done = c.durableDone()
+		}
+		s.retained.Set(m, done)
 	}
 	n, blocked := s.routeFrom(m, ss, c)
 	m.Release()
@@ -554,11 +560,25 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 	if n == 0 && c.version == Version5 {
 		rc = RCNoMatchingSubscribers
 	}
-	switch p.QoS {
-	case 1:
-		c.nc.Write(AppendAck(c.buf[:0], c.version, PUBACK, p.PacketID, rc, nil))
-	case 2:
-		c.nc.Write(AppendAck(c.buf[:0], c.version, PUBREC, p.PacketID, rc, nil))
+	typ := byte(PUBACK)
+	if p.QoS == 2 {
+		typ = PUBREC
+	}
+	if da := c.da; da != nil {
+		// acknowledge once the durable writes complete, in PUBLISH order
+		c.da = nil
+		if p.QoS == 0 {
+			da.slot = c.nc.Reserve()
+			da.slot.Fill(nil)
+		} else {
+			da.slot = c.nc.Reserve()
+			da.typ, da.id, da.rc = typ, p.PacketID, rc
+		}
+		da.release(true)
+		return nil
+	}
+	if p.QoS > 0 {
+		c.write(AppendAck(c.buf[:0], c.version, typ, p.PacketID, rc, nil))
 	}
 	return nil
 }
@@ -596,7 +616,7 @@ func (c *conn) onAck(sc *scratch) error {
 		if !ok {
 			rc = RCPacketIDNotFound
 		}
-		c.nc.Write(AppendAck(c.buf[:0], c.version, PUBREL, a.PacketID, rc, nil))
+		c.write(AppendAck(c.buf[:0], c.version, PUBREL, a.PacketID, rc, nil))
 	case PUBCOMP:
 		ss.Lock()
 		f, ok := ss.Ack(a.PacketID, 2)
@@ -614,7 +634,7 @@ func (c *conn) onAck(sc *scratch) error {
 		if !ok {
 			rc = RCPacketIDNotFound
 		}
-		c.nc.Write(AppendAck(c.buf[:0], c.version, PUBCOMP, a.PacketID, rc, nil))
+		c.write(AppendAck(c.buf[:0], c.version, PUBCOMP, a.PacketID, rc, nil))
 	}
 	return nil
 }
@@ -695,7 +715,7 @@ func (c *conn) onSubscribe(sc *scratch) error {
 	if s.persist != nil && ss.Persistent {
 		s.persist.saveSession(ss)
 	}
-	c.nc.Write(AppendSubAck(c.buf[:0], c.version, &SubAck{Type: SUBACK, PacketID: p.PacketID, Reasons: reasons}))
+	c.write(AppendSubAck(c.buf[:0], c.version, &SubAck{Type: SUBACK, PacketID: p.PacketID, Reasons: reasons}))
 	c.drain()
 	return nil
 }
@@ -720,7 +740,7 @@ func (c *conn) onUnsubscribe(sc *scratch) error {
 	if s.persist != nil && ss.Persistent {
 		s.persist.saveSession(ss)
 	}
-	c.nc.Write(AppendSubAck(c.buf[:0], c.version, &SubAck{Type: UNSUBACK, PacketID: p.PacketID, Reasons: reasons}))
+	c.write(AppendSubAck(c.buf[:0], c.version, &SubAck{Type: UNSUBACK, PacketID: p.PacketID, Reasons: reasons}))
 	return nil
 }
 
@@ -755,7 +775,7 @@ func (c *conn) redeliver() {
 	defer ss.Unlock()
 	ss.EachInflight(func(f *session.Inflight) {
 		if f.Released {
-			c.nc.Write(AppendAck(c.buf[:0], c.version, PUBREL, f.PacketID, RCSuccess, nil))
+			c.write(AppendAck(c.buf[:0], c.version, PUBREL, f.PacketID, RCSuccess, nil))
 			return
 		}
 		if b, ok := c.appendPublish(c.buf[:0], &f.Entry, f.PacketID, true); ok {
@@ -957,4 +977,10 @@ func (c *conn) appendPublish(dst []byte, e *session.Entry, id uint16, dup bool) 
 		dst = append(dst, m.Props...)
 	}
 	return append(dst, m.Payload...), true
+}
+
+// write hands b (built in c.buf) to the transport and keeps the buffer.
+func (c *conn) write(b []byte) {
+	c.buf = b[:0]
+	c.nc.Write(b)
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"quartet/netpoll"
+
 	"quartet/engine/retained"
 	"quartet/engine/session"
 	"quartet/engine/trie"
@@ -57,12 +59,12 @@ func (p *persister) saveSession(ss *session.Session) {
 	for i := 0; i < ss.QueueLen(); i++ {
 		e := ss.At(i)
 		if e.Seq == 0 && e.QoS > 0 {
-			e.Seq = p.enqueue(ss, e.Msg, *e)
+			e.Seq = p.enqueue(ss, e.Msg, *e, nil)
 		}
 	}
 	ss.EachInflight(func(f *session.Inflight) {
 		if f.Seq == 0 && f.Msg != nil && !f.Released {
-			f.Seq = p.enqueue(ss, f.Msg, f.Entry)
+			f.Seq = p.enqueue(ss, f.Msg, f.Entry, nil)
 		}
 	})
 	ss.Unlock()
@@ -89,7 +91,7 @@ func queueKey(id string, seq uint64) string {
 }
 
 // enqueue writes one queued message and returns its sequence.
-func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.Entry) uint64 {
+func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.Entry, done func(error)) uint64 {
 	seq := p.seq.Add(1)
 	v := make([]byte, 0, 6+16+len(m.Topic)+len(m.Payload)+len(m.Props))
 	r := byte(0)
@@ -99,7 +101,10 @@ func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.E
 	v = append(v, e.QoS, r)
 	v = binary.BigEndian.AppendUint32(v, e.SubID)
 	v = session.AppendMessage(v, m)
-	p.be.Put(nsQueue, queueKey(ss.ID, seq), v, p.logErr("queued message"))
+	if done == nil {
+		done = p.logErr("queued message")
+	}
+	p.be.Put(nsQueue, queueKey(ss.ID, seq), v, done)
 	return seq
 }
 
@@ -207,4 +212,60 @@ func (s *Server) loadSessions() error {
 		ss.Unlock()
 	}
 	return nil
+}
+
+// durableAck holds a QoS 1/2 acknowledgement until every durable write the
+// publish caused (queued for an offline persistent session, retained) has
+// completed; its slot keeps acknowledgements in PUBLISH order.
+type durableAck struct {
+	c    *conn
+	n    atomic.Int32
+	err  atomic.Pointer[error]
+	slot *netpoll.Slot
+	typ  byte
+	id   uint16
+	rc   byte
+}
+
+// durableDone returns a completion to pass to one durable write of the
+// publish being handled (loop only).
+func (c *conn) durableDone() func(error) {
+	if c.da == nil {
+		c.da = &durableAck{c: c}
+		c.da.n.Store(1)
+	}
+	da := c.da
+	da.n.Add(1)
+	return func(err error) {
+		if err != nil {
+			da.err.Store(&err)
+			c.srv.log.Error("mqtt: durable write failed", "client", c.clientID, "err", err)
+		}
+		da.release(false)
+	}
+}
+
+func (da *durableAck) release(onLoop bool) {
+	if da.n.Add(-1) != 0 {
+		return
+	}
+	if onLoop {
+		da.fill(da.c.nc)
+		return
+	}
+	_ = da.c.nc.Execute(da.fill)
+}
+
+func (da *durableAck) fill(nc netpoll.Conn) {
+	c := da.c
+	rc := da.rc
+	if da.err.Load() != nil {
+		if c.version < Version5 {
+			da.slot.Fill(nil)
+			nc.Close(fmt.Errorf("mqtt: publish not stored"))
+			return
+		}
+		rc = RCUnspecifiedError
+	}
+	da.slot.Fill(AppendAck(nil, c.version, da.typ, da.id, rc, nil))
 }

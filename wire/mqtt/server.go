@@ -334,7 +334,11 @@ func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entr
 	m.Ref()
 	e.Msg = m
 	if s.persist != nil && owner == nil && e.QoS > 0 {
-		e.Seq = s.persist.enqueue(ss, m, e)
+		var done func(error)
+		if pc, isConn := pub.(*conn); isConn && pc != nil {
+			done = pc.durableDone()
+		}
+		e.Seq = s.persist.enqueue(ss, m, e, done)
 	}
 	ok = ss.Enqueue(e)
 	if q := int64(ss.QueueLen()); q > s.stats.QueueDepthMax.Load() && q&127 == 0 {
