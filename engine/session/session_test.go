@@ -1,0 +1,63 @@
+package session
+
+import "testing"
+
+func TestQueueLimitAndInflight(t *testing.T) {
+	s := New("c", 3)
+	s.Lock()
+	defer s.Unlock()
+	var msgs []*Message
+	for i := 0; i < 5; i++ {
+		m := NewMessage([]byte("t"), []byte{byte(i)}, nil)
+		m.Ref() // keep one for the test
+		msgs = append(msgs, m)
+		s.Enqueue(Entry{Msg: m, QoS: 1})
+	}
+	if s.QueueLen() != 3 || s.Dropped != 2 {
+		t.Fatalf("len %d dropped %d", s.QueueLen(), s.Dropped)
+	}
+	if msgs[4].Refs() != 1 {
+		t.Fatal("dropped message reference not released")
+	}
+	var ids []uint16
+	for {
+		e, ok := s.Pop()
+		if !ok {
+			break
+		}
+		ids = append(ids, s.AddInflight(e))
+	}
+	if s.InflightLen() != 3 || ids[0] == ids[1] {
+		t.Fatalf("inflight %d ids %v", s.InflightLen(), ids)
+	}
+	// ack out of order, then in order
+	if _, ok := s.Ack(ids[1], 1); !ok {
+		t.Fatal("ack")
+	}
+	if _, ok := s.Ack(ids[1], 1); ok {
+		t.Fatal("double ack accepted")
+	}
+	var seen []uint16
+	s.EachInflight(func(f *Inflight) { seen = append(seen, f.PacketID) })
+	if len(seen) != 2 || seen[0] != ids[0] || seen[1] != ids[2] {
+		t.Fatalf("inflight order %v", seen)
+	}
+	f, _ := s.Ack(ids[0], 1)
+	f.Msg.Release()
+	s.Clear()
+	if s.InflightLen() != 0 || msgs[2].Refs() != 1 {
+		t.Fatal("clear")
+	}
+}
+
+func TestMessageEncoding(t *testing.T) {
+	m := NewMessage([]byte("a/b"), []byte("payload"), []byte{1, 2})
+	m.QoS, m.Retain, m.ExpireAt = 2, true, 12345
+	d, err := DecodeMessage(AppendMessage(nil, m))
+	if err != nil || string(d.Topic) != "a/b" || string(d.Payload) != "payload" || len(d.Props) != 2 || d.QoS != 2 || !d.Retain || d.ExpireAt != 12345 {
+		t.Fatalf("%v %+v", err, d)
+	}
+	if _, err := DecodeMessage([]byte{1, 2}); err == nil {
+		t.Fatal("short record accepted")
+	}
+}
