@@ -20,7 +20,7 @@ run_id=$$
 
 if command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null; then
   ran=1
-  for V in mqttv311 mqttv5; do
+  for V in mqttv31 mqttv311 mqttv5; do
     for Q in 0 1 2; do
       t="interop/$run_id/mosq/$V/$Q"
       mosquitto_sub -h "$HOST" -p "$PORT" -V "$V" -q "$Q" -t "$t" -C 3 -W 10 -F '%q %p' >"$tmp/sub" 2>"$tmp/sub.err" &
