@@ -28,8 +28,9 @@ package amqp
 //     durable queues are also in the shared queue log (recovered on start),
 //     but a queue does not page to disk (no lazy mode).
 //   - quorum queues are durable classic queues that honour x-delivery-limit;
-//     stream queues are logs read from x-stream-offset, without retention
-//     (x-max-age, x-max-length-bytes accepted, not applied).
+//     stream queues are logs read from x-stream-offset, with retention by
+//     x-max-age and x-max-length-bytes over x-stream-max-segment-size-bytes
+//     segments (checked every 5 s).
 //   - Publishers are flow-controlled (reads paused) while a queue with
 //     consumers holds a large backlog, as RabbitMQ's credit flow does.
 //   - connection.blocked: the low-disk alarm (Config.DataDir,

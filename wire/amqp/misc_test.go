@@ -59,3 +59,32 @@ func TestStreamTimestampOffset(t *testing.T) {
 		t.Fatalf("timestamp offset gave %q", d.Body)
 	}
 }
+
+func TestStreamRetention(t *testing.T) {
+	b := startBroker(t, "", Config{})
+	_, ch := b.channel()
+	_, err := ch.QueueDeclare("ret-stream", true, false, false, false, amqp091.Table{"x-queue-type": "stream",
+		"x-max-length-bytes": int64(3000), "x-stream-max-segment-size-bytes": int64(1000), "x-max-age": "1D"})
+	must(t, err)
+	must(t, ch.Confirm(false))
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 100))
+	body := make([]byte, 100)
+	for i := 0; i < 60; i++ {
+		publish(t, ch, "", "ret-stream", amqp091.Publishing{Body: body})
+	}
+	for i := 0; i < 60; i++ {
+		<-confirms
+	}
+	b.s.vh.store.retainStreams(time.Now())
+	_, cch := b.channel()
+	must(t, cch.Qos(10, 0, false))
+	ds, err := cch.Consume("ret-stream", "", false, false, false, false, amqp091.Table{"x-stream-offset": "first"})
+	must(t, err)
+	d := recv(t, ds)
+	if off, _ := d.Headers["x-stream-offset"].(int64); off == 0 {
+		t.Fatal("retention deleted nothing")
+	}
+	_, bad := b.channel()
+	_, err = bad.QueueDeclare("bad-age", true, false, false, false, amqp091.Table{"x-queue-type": "stream", "x-max-age": "7X"})
+	wantCode(t, err, PreconditionFailed)
+}

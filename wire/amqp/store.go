@@ -461,6 +461,21 @@ func (s *store) flushRemovesLocked() {
 	s.kick(big)
 }
 
+// retainStreams applies stream retention (x-max-age, x-max-length-bytes).
+func (s *store) retainStreams(now time.Time) {
+	s.vh.mu.RLock()
+	var ls []*segment.Log
+	for _, vq := range s.vh.queues {
+		if vq.stream != nil && (vq.streamAge > 0 || vq.streamBytes > 0) {
+			ls = append(ls, vq.stream.l)
+		}
+	}
+	s.vh.mu.RUnlock()
+	for _, l := range ls {
+		l.Retain(now)
+	}
+}
+
 // compact moves the log start past messages no queue holds.
 func (s *store) compact() {
 	s.mu.Lock()
@@ -644,8 +659,9 @@ func (s *store) recover() error {
 			select {
 			case <-s.stop:
 				return
-			case <-t.C:
+			case now := <-t.C:
 				s.compact()
+				s.retainStreams(now)
 			}
 		}
 	}()

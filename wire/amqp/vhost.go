@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"quartet/engine/exchange"
 	"quartet/engine/queue"
 	"quartet/netpoll"
+	"quartet/segment"
 )
 
 // vhost is the one virtual host ("/"): exchanges, bindings and queues, and
@@ -41,6 +43,11 @@ type vqueue struct {
 	typ     string // classic, quorum, stream
 	stream  *streamQueue
 	replyTo *consumer // direct reply-to pseudo queue
+	// stream retention (x-max-age, x-max-length-bytes,
+	// x-stream-max-segment-size-bytes)
+	streamAge      time.Duration
+	streamBytes    int64
+	streamSegBytes int64
 	expiryT *time.Timer
 	vh      *vhost
 
@@ -184,9 +191,20 @@ func queueArgs(name string, durable, exclusive, autoDelete bool, args Table) (qu
 			default:
 				return cfg, nil, bad()
 			}
+		case "x-max-age":
+			d, err := parseMaxAge(s)
+			if !isStr || err != nil {
+				return cfg, nil, bad()
+			}
+			vq.streamAge = d
+		case "x-stream-max-segment-size-bytes":
+			if !isInt || n <= 0 {
+				return cfg, nil, bad()
+			}
+			vq.streamSegBytes = n
 		case "x-queue-mode", "x-queue-version", "x-queue-master-locator", "x-dead-letter-strategy",
-			"x-quorum-initial-group-size", "x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size":
-			// accepted, no effect on a single node (x-max-age: see stream)
+			"x-quorum-initial-group-size", "x-initial-cluster-size":
+			// accepted, no effect on a single node
 		}
 	}
 	if vq.typ != "classic" {
@@ -194,6 +212,10 @@ func queueArgs(name string, durable, exclusive, autoDelete bool, args Table) (qu
 			return cfg, nil, amqpErr(PreconditionFailed, "invalid property '%s' for queue '%s': %s queues must be durable, non-exclusive and not auto-delete",
 				map[bool]string{true: "durable", false: "exclusive/auto-delete"}[!durable], name, vq.typ)
 		}
+	}
+	if vq.typ == "stream" && cfg.MaxLengthBytes >= 0 {
+		// On a stream x-max-length-bytes is retention, not overflow.
+		vq.streamBytes, cfg.MaxLengthBytes = cfg.MaxLengthBytes, -1
 	}
 	if vq.typ != "quorum" && cfg.DeliveryLimit >= 0 {
 		// RabbitMQ ignores x-delivery-limit on classic queues.
@@ -306,9 +328,32 @@ func (v *vhost) attach(vq *vqueue, cfg queue.Config) error {
 		if err != nil {
 			return amqpErr(InternalError, "open stream '%s': %v", cfg.Name, err)
 		}
+		seg := vq.streamSegBytes
+		if seg <= 0 {
+			seg = 500 << 20 // RabbitMQ's default stream segment size
+		}
+		s.l.SetConfig(segment.Config{SegmentBytes: seg, RetentionBytes: vq.streamBytes, RetentionAge: vq.streamAge})
 		vq.stream = s
 	}
 	return nil
+}
+
+// parseMaxAge parses RabbitMQ's x-max-age: a number and a unit of Y, M, D,
+// h, m or s ("7D", "12h").
+func parseMaxAge(s string) (time.Duration, error) {
+	if len(s) < 2 {
+		return 0, fmt.Errorf("bad max age %q", s)
+	}
+	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad max age %q", s)
+	}
+	unit := map[byte]time.Duration{'Y': 365 * 24 * time.Hour, 'M': 30 * 24 * time.Hour, 'D': 24 * time.Hour,
+		'h': time.Hour, 'm': time.Minute, 's': time.Second}[s[len(s)-1]]
+	if unit == 0 {
+		return 0, fmt.Errorf("bad max age unit in %q", s)
+	}
+	return time.Duration(n) * unit, nil
 }
 
 func argStr(v any) string {
