@@ -48,8 +48,8 @@ type vqueue struct {
 	streamAge      time.Duration
 	streamBytes    int64
 	streamSegBytes int64
-	expiryT *time.Timer
-	vh      *vhost
+	expiryT        *time.Timer
+	vh             *vhost
 
 	flowMu      sync.Mutex
 	flowWaiters []*connection // publishers paused by this queue's backlog
