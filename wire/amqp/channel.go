@@ -342,13 +342,26 @@ func (ch *channel) complete() error {
 	buf := ch.pubBuf
 	ch.pubBuf = nil
 	props, body := buf[:ch.pubProps:ch.pubProps], buf[ch.pubProps:]
-	wantHeaders := ch.pubEx != nil
+	// Headers are decoded for headers routing and for CC/BCC
+	// (sender-selected distribution), only when the message has them.
+	wantHeaders := len(props) >= 2 && props[0]&byte(FlagHeaders>>8) != 0
 	info, err := scanProps(props, wantHeaders)
 	if err != nil {
 		if errors.Is(err, ErrSyntax) {
 			return amqpErr(PreconditionFailed, "invalid expiration")
 		}
 		return amqpErr(SyntaxError, "content properties: %v", err)
+	}
+	if _, bcc := info.headers["BCC"]; bcc {
+		// BCC routes but is not delivered.
+		bp, err := decodeProps(props)
+		if err != nil {
+			return amqpErr(SyntaxError, "content properties: %v", err)
+		}
+		h := cloneTable(bp.Headers)
+		delete(h, "BCC")
+		bp.Headers = h
+		props = bp.Append(nil)
 	}
 	if info.replyTo == replyToName {
 		if ch.replyTo == nil {
@@ -377,6 +390,22 @@ func (ch *channel) publish(m *queue.Message, mandatory bool, headers Table, tx *
 	ch.dests, err = ch.vh().route(m.Exchange, m.RoutingKey, headers, ch.dests[:0])
 	if err != nil {
 		return err
+	}
+	for _, k := range []string{"CC", "BCC"} {
+		keys, _ := headers[k].([]any)
+		for _, key := range keys {
+			if ks, ok := key.(string); ok {
+				n := len(ch.dests)
+				ch.dests, _ = ch.vh().route(m.Exchange, ks, headers, ch.dests)
+				// keep the destinations distinct
+				for i := n; i < len(ch.dests); i++ {
+					if slices.Contains(ch.dests[:n], ch.dests[i]) {
+						ch.dests = slices.Delete(ch.dests, i, i+1)
+						i--
+					}
+				}
+			}
+		}
 	}
 	var seq uint64
 	if ch.confirm {

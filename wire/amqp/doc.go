@@ -37,5 +37,4 @@ package amqp
 //     Config.DiskFreeBytesMin) and Server.SetBlocked for other alarms.
 //   - Not implemented: basic.publish immediate=true and basic.recover
 //     requeue=false (540 NOT_IMPLEMENTED, as RabbitMQ), exchange types other
-//     than direct/fanout/topic/headers (503 COMMAND_INVALID), sender-selected
-//     distribution (CC/BCC headers are delivered, not routed on).
+//     than direct/fanout/topic/headers (503 COMMAND_INVALID).

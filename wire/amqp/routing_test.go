@@ -161,3 +161,26 @@ func TestDirectReplyTo(t *testing.T) {
 		t.Fatal(string(d.Body))
 	}
 }
+
+func TestSenderSelectedDistribution(t *testing.T) {
+	b := startBroker(t, "", Config{})
+	_, ch := b.channel()
+	for _, q := range []string{"ssd-a", "ssd-b", "ssd-c"} {
+		declareQ(t, ch, q, nil)
+	}
+	publish(t, ch, "", "ssd-a", amqp091.Publishing{Headers: amqp091.Table{"CC": []any{"ssd-b"}, "BCC": []any{"ssd-c", "ssd-a"}}, Body: []byte("x")})
+	time.Sleep(50 * time.Millisecond)
+	for _, q := range []string{"ssd-a", "ssd-b", "ssd-c"} {
+		d, ok, err := ch.Get(q, true)
+		must(t, err)
+		if !ok {
+			t.Fatalf("%s got nothing", q)
+		}
+		if _, has := d.Headers["BCC"]; has {
+			t.Fatalf("%s: BCC delivered", q)
+		}
+		if _, ok, _ := ch.Get(q, true); ok {
+			t.Fatalf("%s got a duplicate", q)
+		}
+	}
+}
