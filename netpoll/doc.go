@@ -3,10 +3,11 @@
 // transport.
 //
 // Transports:
-//   - gnet v2 event loops (one per core) for plain TCP. One engine serves
-//     every plain-TCP address (Config.EnginePerListener runs one per
-//     listener instead). TCP_NODELAY is on; socket buffer sizes are set per
-//     accepted socket.
+//   - gnet v2 event loops for plain TCP: one per core but one by default
+//     (Config.Loops; see README.md for why). One engine serves every
+//     plain-TCP address — measured 1.13× one engine per listener, which
+//     Config.EnginePerListener still offers. TCP_NODELAY is on; socket
+//     buffer sizes are set per accepted socket.
 //   - std-net (a reader and a writer goroutine per connection) for TLS
 //     (crypto/tls) and WebSocket (github.com/coder/websocket, binary
 //     messages; their bytes are one stream for the Framer). The connection's
@@ -25,9 +26,17 @@
 //	       │ end of every loop entry: flush everything ready, in order
 //	       ▼
 //	  gnet Writev ─▶ socket         (what the socket refuses waits in gnet's
-//	  file range:                    outbound buffer; later output queues behind it)
-//	    gnet outbound empty? ─yes─▶ write header, sendfile(fd, &off, n) ─EAGAIN─▶ pread rest
-//	                         ─no──▶ pread range into gnet's outbound (copy)      into outbound
+//	                                 outbound buffer; later output queues behind it)
+//	  file range ≥ CopyThresholdBytes (shorter ones: pread + write, like any output):
+//	    header goes out with the bytes before it; then, once gnet's outbound is empty,
+//	    sendfile(sock, segment fd, &off, n) until done or EAGAIN ──EAGAIN──▶ the range stays
+//	    at the head of the queue (later output waits behind it) and a goroutine parks on
+//	    the socket's writability in the Go runtime poller (dup of the fd), then
+//	    Execute brings the loop back to continue from the saved offset.
+//
+// On std-net the writer goroutine writes the queue in order: bytes with
+// writev (one buffer per TLS record / WebSocket message), file ranges with
+// io.Copy from an io.SectionReader.
 //
 // Limits: FrameBytesMax per protocol; ConnsMax global and per listener; an
 // outbound high-water mark per connection above which its reads pause (the
