@@ -63,6 +63,9 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 			ChannelMax: cfg.AMQP.ChannelsMax,
 			Heartbeat:  cfg.AMQP.Heartbeat,
 			Users:      users,
+			// connection.blocked while the data directory's free space is low.
+			DataDir:          cfg.DataDir,
+			DiskFreeBytesMin: int64(cfg.Limits.DiskFreeBytesMin),
 		}, logger)
 		if err != nil {
 			return fail(err)
