@@ -14,7 +14,7 @@ func TestKeepAliveOneAndAHalf(t *testing.T) {
 	r.send(AppendConnect(nil, p))
 	r.expect(CONNACK)
 	start := time.Now()
-	closed, disc := r.closed(4 * time.Second)
+	closed, disc := r.closed(6 * time.Second)
 	el := time.Since(start)
 	if !closed || el < 1400*time.Millisecond || el > 4*time.Second {
 		t.Fatalf("closed %v after %v", closed, el)

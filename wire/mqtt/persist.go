@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -25,15 +26,18 @@ import (
 // Queued QoS 1/2 messages are written when they are queued for a session that
 // is offline, or when a persistent session disconnects with messages queued
 // or inflight; they are deleted when acknowledged.
+var errServerClosed = errors.New("mqtt: server closed")
+
 const (
 	nsSession = "mqtt.session"
 	nsQueue   = "mqtt.queue"
 )
 
 type persister struct {
-	be  retained.Backend
-	log *slog.Logger
-	seq atomic.Uint64
+	be     retained.Backend
+	log    *slog.Logger
+	seq    atomic.Uint64
+	closed atomic.Bool // after Server.Close: writes are skipped (at-least-once on restart)
 }
 
 func (p *persister) logErr(what string) func(error) {
@@ -46,6 +50,9 @@ func (p *persister) logErr(what string) func(error) {
 
 // saveSession writes the session record (caller must not hold ss's lock).
 func (p *persister) saveSession(ss *session.Session) {
+	if p.closed.Load() {
+		return
+	}
 	ss.Lock()
 	rec := []byte{ss.Version}
 	rec = binary.BigEndian.AppendUint32(rec, ss.ExpirySec)
@@ -72,6 +79,9 @@ func (p *persister) saveSession(ss *session.Session) {
 }
 
 func (p *persister) deleteSession(ss *session.Session) {
+	if p.closed.Load() {
+		return
+	}
 	p.be.Delete(nsSession, ss.ID, p.logErr("session"))
 	prefix := ss.ID + "\x00"
 	var keys []string
@@ -101,6 +111,12 @@ func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.E
 	v = append(v, e.QoS, r)
 	v = binary.BigEndian.AppendUint32(v, e.SubID)
 	v = session.AppendMessage(v, m)
+	if p.closed.Load() {
+		if done != nil {
+			done(errServerClosed) // not stored: not acknowledged as success
+		}
+		return seq
+	}
 	if done == nil {
 		done = p.logErr("queued message")
 	}
@@ -109,6 +125,9 @@ func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.E
 }
 
 func (p *persister) ack(ss *session.Session, seq uint64) {
+	if p.closed.Load() {
+		return
+	}
 	p.be.Delete(nsQueue, queueKey(ss.ID, seq), p.logErr("ack"))
 }
 

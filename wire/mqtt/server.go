@@ -190,6 +190,20 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		close(s.stop)
 		<-s.done
+		if s.persist != nil {
+			// make every persistent session durable now: connections the
+			// transport closes after this must not write to a closed engine
+			s.sessions.Range(func(ss *session.Session) bool {
+				ss.Lock()
+				p := ss.Persistent
+				ss.Unlock()
+				if p {
+					s.persist.saveSession(ss)
+				}
+				return true
+			})
+			s.persist.closed.Store(true)
+		}
 	})
 	return nil
 }
