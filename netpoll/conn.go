@@ -150,7 +150,7 @@ type conn struct {
 	preambleDone                     bool
 	inFrames                         bool
 
-	lastRead   int64 // coarse unix nanos
+	lastRead   int64 // coarse monoNow
 	memContrib int64
 	idleTimer  *wheelTimer
 	pollTimer  *wheelTimer

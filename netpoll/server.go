@@ -193,7 +193,7 @@ func NewServer(cfg Config, listeners []Listener) (*Server, error) {
 		}
 		s.listeners = append(s.listeners, ls)
 	}
-	s.now.Store(time.Now().UnixNano())
+	s.now.Store(monoNow())
 	s.stdWheel = newWheel(cfg.TimerTick, func(batch []*wheelTimer) {
 		for _, t := range batch {
 			t := t
@@ -410,14 +410,15 @@ func (s *Server) ticker() {
 		select {
 		case <-s.tickStop:
 			return
-		case now := <-t.C:
-			s.now.Store(now.UnixNano())
+		case <-t.C:
+			s.now.Store(monoNow())
 		}
 		s.mu.Lock()
 		wheels = append(wheels[:0], s.wheels...)
 		s.mu.Unlock()
+		now := s.now.Load()
 		for _, w := range wheels {
-			w.advance()
+			w.advance(now)
 		}
 		if s.memPaused.Load() && s.memBytes.Load() < s.cfg.MemoryLowWaterBytes {
 			s.memPaused.Store(false)

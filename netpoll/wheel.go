@@ -12,6 +12,11 @@ import (
 
 const wheelSlots = 512
 
+var monoBase = time.Now()
+
+// monoNow is monotonic nanoseconds since the package started.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
 type timerState uint8
 
 const (
@@ -27,6 +32,7 @@ type wheelTimer struct {
 	fn         func(c Conn)
 	rounds     int
 	slot       int
+	deadline   int64 // monoNow; a timer never fires before it
 	state      timerState
 	prev, next *wheelTimer
 }
@@ -65,18 +71,23 @@ func newWheel(tick time.Duration, dispatch func([]*wheelTimer)) *wheel {
 func (w *wheel) add(c *conn, d time.Duration, fn func(Conn)) *wheelTimer {
 	// +1: the current tick is already partly over, and a timer must not fire early.
 	ticks := int((d+w.tick-1)/w.tick) + 1
-	t := &wheelTimer{w: w, c: c, fn: fn}
+	t := &wheelTimer{w: w, c: c, fn: fn, deadline: monoNow() + int64(d)}
 	w.mu.Lock()
 	t.rounds = (ticks - 1) / wheelSlots
-	t.slot = (w.cur + ticks) % wheelSlots
-	t.next = w.slots[t.slot]
+	w.link(t, (w.cur+ticks)%wheelSlots)
+	w.mu.Unlock()
+	return t
+}
+
+func (w *wheel) link(t *wheelTimer, slot int) {
+	t.slot = slot
+	t.prev = nil
+	t.next = w.slots[slot]
 	if t.next != nil {
 		t.next.prev = t
 	}
-	w.slots[t.slot] = t
+	w.slots[slot] = t
 	w.n++
-	w.mu.Unlock()
-	return t
 }
 
 func (w *wheel) unlink(t *wheelTimer) {
@@ -93,7 +104,7 @@ func (w *wheel) unlink(t *wheelTimer) {
 }
 
 // advance moves the wheel one tick and dispatches what expired.
-func (w *wheel) advance() {
+func (w *wheel) advance(now int64) {
 	w.mu.Lock()
 	if w.n == 0 {
 		w.cur = (w.cur + 1) % wheelSlots
@@ -104,9 +115,13 @@ func (w *wheel) advance() {
 	var batch []*wheelTimer
 	for t := w.slots[w.cur]; t != nil; {
 		next := t.next
-		if t.rounds > 0 {
+		switch {
+		case t.rounds > 0:
 			t.rounds--
-		} else {
+		case t.deadline > now: // the ticker ran early (jitter): next tick
+			w.unlink(t)
+			w.link(t, (w.cur+1)%wheelSlots)
+		default:
 			w.unlink(t)
 			t.state = timerExpired
 			batch = append(batch, t)
