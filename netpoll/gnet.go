@@ -168,6 +168,9 @@ func (e *gnetEngine) loopFor(gc gnet.Conn) *loopState {
 		return lp
 	}
 	lp = &loopState{epfd: gnetPollFD(gc)}
+	if lp.epfd < 0 {
+		e.srv.cfg.Logger.Warn("netpoll: cannot find gnet's epoll fd; paused connections keep being read into memory")
+	}
 	lp.wheel = newWheel(e.srv.cfg.TimerTick, func(batch []*wheelTimer) {
 		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			for _, t := range batch {
