@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -75,7 +76,8 @@ func BenchmarkProduce(b *testing.B) {
 			rt := kmsg.NewProduceRequestTopic()
 			rt.Topic = "bench"
 			rp := kmsg.NewProduceRequestTopicPartition()
-			rp.Records = benchBatch(16, 1024)
+			recs := benchEnv("KAFKA_BENCH_RECORDS", 16)
+			rp.Records = benchBatch(recs, 1024)
 			rt.Partitions = append(rt.Partitions, rp)
 			req.Topics = append(req.Topics, rt)
 			frame := frameOf(req, 1)
@@ -86,7 +88,7 @@ func BenchmarkProduce(b *testing.B) {
 			defer conn.Close()
 			r := bufio.NewReaderSize(conn, 64<<10)
 			buf := make([]byte, 64<<10)
-			const depth = 8
+			depth := benchDepth()
 			// warm up
 			for range depth {
 				conn.Write(frame)
@@ -117,7 +119,7 @@ func BenchmarkProduce(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(b.N*16)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(b.N*recs)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }
@@ -186,4 +188,15 @@ func BenchmarkFetch(b *testing.B) {
 	if total/int64(b.N) < 1<<19 {
 		b.Fatal(fmt.Sprintf("fetches returned only %d bytes each", total/int64(b.N)))
 	}
+}
+
+// benchDepth is the produce pipeline depth (KAFKA_BENCH_DEPTH, default 8).
+func benchDepth() int { return benchEnv("KAFKA_BENCH_DEPTH", 8) }
+
+func benchEnv(name string, def int) int {
+	var d int
+	if _, err := fmt.Sscan(os.Getenv(name), &d); err != nil || d <= 0 {
+		return def
+	}
+	return d
 }
