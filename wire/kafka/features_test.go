@@ -356,6 +356,44 @@ func TestCommittedOffsetsAcrossRestart(t *testing.T) {
 	if fmt.Sprint(vals) != "[20 21 22 23 24]" {
 		t.Fatalf("resumed with %v", vals)
 	}
+	if r, err := adm.DeleteGroup(ctx, "cg"); err == nil && r.Err == nil {
+		t.Fatal("deleted a group with a live member")
+	}
+	c2.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := adm.DeleteGroup(ctx, "cg")
+		if err == nil && r.Err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("DeleteGroup: %v %v", err, r.Err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if offs, _ := adm.FetchOffsets(ctx, "cg"); len(offs) != 0 {
+		t.Fatalf("offsets survived DeleteGroups: %v", offs)
+	}
+}
+
+func TestMessageTooLarge(t *testing.T) {
+	b := startBroker(t, testConfig())
+	cl := b.client()
+	mb := "200"
+	if _, err := kadm.NewClient(cl).CreateTopic(ctxT(t, 10*time.Second), 1, 1, map[string]*string{"max.message.bytes": &mb}, "small"); err != nil {
+		t.Fatal(err)
+	}
+	if r := produceRaw(t, cl, "small", 0, idemBatch(-1, -1, -1, 20)); r.ErrorCode != 10 {
+		t.Fatalf("want MESSAGE_TOO_LARGE, got %+v", r)
+	}
+	corrupt := idemBatch(-1, -1, -1, 1)
+	corrupt[len(corrupt)-1] ^= 0xff
+	if r := produceRaw(t, cl, "small", 0, corrupt); r.ErrorCode != 2 {
+		t.Fatalf("want CORRUPT_MESSAGE, got %+v", r)
+	}
+	if r := produceRaw(t, cl, "small", 0, idemBatch(-1, -1, -1, 1)); r.ErrorCode != 0 || r.BaseOffset != 0 {
+		t.Fatalf("small batch: %+v", r)
+	}
 }
 
 func TestListOffsetsByTime(t *testing.T) {

@@ -10,6 +10,7 @@ package kafka
 // (COORDINATOR_NOT_AVAILABLE) since transactions are not advertised.
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -247,15 +248,18 @@ func (s *Server) handleDeleteGroups(cs *connState, rq *request) error {
 		p.respond(resp)
 		return nil
 	}
-	done := make(chan struct{}, left)
+	var n atomic.Int32
+	n.Store(int32(left))
 	for i, name := range req.Groups {
 		g := &resp.Groups[i]
 		*g = kmsg.NewDeleteGroupsResponseGroup()
 		g.Group = name
+	}
+	for i, name := range req.Groups {
+		g := &resp.Groups[i]
 		s.groups.Delete(name, func(code int16) {
 			g.ErrorCode = code
-			done <- struct{}{}
-			if len(done) == cap(done) {
+			if n.Add(-1) == 0 {
 				p.respond(resp)
 			}
 		})

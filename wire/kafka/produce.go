@@ -262,7 +262,8 @@ func (s *Server) producePartition(pp *producePart, t *engine.Topic, recs []byte)
 		return
 	}
 	cfg := t.Config()
-	if cfg.MaxMessageBytes > 0 && len(recs) > int(cfg.MaxMessageBytes) {
+	if (cfg.MaxMessageBytes > 0 && len(recs) > int(cfg.MaxMessageBytes)) ||
+		(cfg.MaxMessageBytes <= 0 && s.cfg.MessageBytesMax > 0 && len(recs) > s.cfg.MessageBytesMax) {
 		pp.code = errMessageTooLarge
 		return
 	}

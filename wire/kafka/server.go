@@ -40,6 +40,10 @@ type Config struct {
 	DisableAutoCreate bool
 	// DefaultPartitions is num.partitions for auto-created topics (1).
 	DefaultPartitions int
+	// MessageBytesMax is message.max.bytes: the largest record batch set
+	// accepted per partition (0: no limit beyond the topic's
+	// max.message.bytes and the segment store's).
+	MessageBytesMax int
 	// FrameBytesMax is socket.request.max.bytes (100 MiB).
 	FrameBytesMax int
 	// NodeID is this broker's id (0).
