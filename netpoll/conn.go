@@ -41,19 +41,27 @@ type transport interface {
 // connections with output to flush at the end of the current loop entry, the
 // timing wheel and scratch space.
 type loopState struct {
-	dirty []*conn
+	dirty    []*conn
+	flushing bool // flushDirty is running: a nested call (a write error closing a conn) returns at once
 	iov   [][]byte
 	wheel *wheel
 	epfd  int // gnet loop's epoll fd, -1 if unknown
 }
 
 func (lp *loopState) flushDirty() {
+	if lp.flushing {
+		return // the outer call is still walking lp.dirty and reaches what was added
+	}
+	lp.flushing = true
 	for i := 0; i < len(lp.dirty); i++ { // flush may add more
 		c := lp.dirty[i]
 		lp.dirty[i] = nil
-		c.flush()
+		if c != nil {
+			c.flush()
+		}
 	}
 	lp.dirty = lp.dirty[:0]
+	lp.flushing = false
 }
 
 // Slot is a place in a connection's output order, obtained from

@@ -50,26 +50,44 @@ func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
 
+// start runs the engine. gnet cannot tell two listeners on the same
+// "host:0" apart, so for repeated ones the port is picked here; another
+// process can take it before gnet binds it, hence the retries.
 func (e *gnetEngine) start() error {
+	for attempt := 0; ; attempt++ {
+		picked, err := e.tryStart()
+		if err == nil || !picked || attempt == 4 || !errors.Is(err, syscall.EADDRINUSE) {
+			return err
+		}
+		<-e.done
+		e.addrs = nil
+		e.byPort = make(map[int]*listenerState)
+	}
+}
+
+func (e *gnetEngine) tryStart() (picked bool, err error) {
 	cfg := &e.srv.cfg
 	var urls []string
+	seen := map[string]bool{}
 	for _, ls := range e.listeners {
 		host, port, err := net.SplitHostPort(ls.Addr)
 		if err != nil {
-			return fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
+			return false, fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
 		}
 		if host == "" {
 			host = "0.0.0.0"
 		}
-		if port == "0" {
-			// gnet cannot tell two listeners on "host:0" apart; pick the
-			// port here.
+		if port == "0" && seen[host] {
+			picked = true
 			l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 			if err != nil {
-				return fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
+				return false, fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
 			}
 			port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 			_ = l.Close()
+		}
+		if port == "0" {
+			seen[host] = true
 		}
 		a := net.JoinHostPort(host, port)
 		e.addrs = append(e.addrs, a)
@@ -100,25 +118,25 @@ func (e *gnetEngine) start() error {
 	case <-e.booted:
 	case err := <-e.done:
 		e.done <- err
-		return fmt.Errorf("netpoll: gnet: %w", err)
+		return picked, fmt.Errorf("netpoll: gnet: %w", err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i, ls := range e.listeners {
 		fd, err := e.eng.DupListener("tcp", e.addrs[i])
 		if err != nil {
-			return fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
+			return picked, fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
 		}
 		sa, err := unix.Getsockname(fd)
 		_ = unix.Close(fd)
 		if err != nil {
-			return fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
+			return picked, fmt.Errorf("netpoll: listener %q: %w", ls.Addr, err)
 		}
 		ta := sockaddrToTCP(sa)
 		ls.addr = ta
 		e.byPort[ta.Port] = ls
 	}
-	return nil
+	return picked, nil
 }
 
 func (e *gnetEngine) stop(ctx context.Context) error {
