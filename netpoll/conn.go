@@ -43,9 +43,9 @@ type transport interface {
 type loopState struct {
 	dirty    []*conn
 	flushing bool // flushDirty is running: a nested call (a write error closing a conn) returns at once
-	iov   [][]byte
-	wheel *wheel
-	epfd  int // gnet loop's epoll fd, -1 if unknown
+	iov      [][]byte
+	wheel    *wheel
+	epfd     int // gnet loop's epoll fd, -1 if unknown
 }
 
 func (lp *loopState) flushDirty() {
