@@ -45,7 +45,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 bench-compare: build
-	bash bench/compare.sh
+	NO_BUILD=1 bash bench/compare.sh
 
 lint:
 	$(GO) vet ./...
