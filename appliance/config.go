@@ -132,7 +132,8 @@ type MQTTConfig struct {
 	SessionExpiryMax time.Duration `toml:"session_expiry_max"`
 	// KeepAliveMax caps the keep alive (MQTT 5 server keep alive).
 	KeepAliveMax time.Duration `toml:"keep_alive_max"`
-	// InflightMessagesMax is the receive maximum per session.
+	// InflightMessagesMax caps the outbound QoS 1/2 window per connection
+	// (the client's Receive Maximum lowers it further); 32–64 keeps p99 low.
 	InflightMessagesMax int `toml:"inflight_messages_max"`
 	// SessionsMax bounds persistent sessions.
 	SessionsMax int `toml:"sessions_max"`
@@ -261,7 +262,7 @@ func Default() Config {
 			RetainAvailable:     true,
 			SessionExpiryMax:    7 * 24 * time.Hour,
 			KeepAliveMax:        time.Hour,
-			InflightMessagesMax: 1024,
+			InflightMessagesMax: 64,
 			SessionsMax:         100_000,
 		},
 		RocketMQ: RocketMQConfig{

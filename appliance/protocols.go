@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"quartet/engine"
 	"quartet/netpoll"
@@ -80,9 +81,14 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 	}
 
 	if ls.MQTT.Enabled() || ls.MQTTTLS.Enabled() || ls.MQTTWS.Enabled() {
+		if cfg.MQTT.QoSMax != 2 || !cfg.MQTT.RetainAvailable {
+			return fail(fmt.Errorf("%w: mqtt.qos_max below 2 and retain_available = false are not served yet", ErrConfig))
+		}
 		srv, err := mqtt.New(eng, mqtt.Config{
 			PacketBytesMax:      int(cfg.Limits.MQTTPacketBytesMax),
 			InflightMessagesMax: cfg.MQTT.InflightMessagesMax,
+			KeepAliveMax:        uint16(min(cfg.MQTT.KeepAliveMax/time.Second, 65535)),
+			SessionExpiryMax:    uint32(min(cfg.MQTT.SessionExpiryMax/time.Second, 1<<32-1)),
 		}, logger)
 		if err != nil {
 			return fail(err)
