@@ -72,6 +72,7 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 			return fail(err)
 		}
 		p.closers = append(p.closers, srv.Close)
+		p.onMemoryAlarm = append(p.onMemoryAlarm, func(on bool) { srv.SetBlocked("memory", on) })
 		if err := p.addListener("amqp", ls.AMQP, srv.Protocol(), nil); err != nil {
 			return fail(err)
 		}

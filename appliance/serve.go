@@ -116,6 +116,9 @@ func Serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	sdnotify.Status("serving " + strings.Join(names, " "))
 	wdCtx, wdCancel := context.WithCancel(ctx)
 	sdnotify.StartWatchdog(wdCtx, func() bool { return true })
+	if np != nil {
+		go protos.watchMemory(wdCtx, np, int64(cfg.Limits.MemoryHighWaterBytes), int64(cfg.Limits.MemoryLowWaterBytes), logger)
+	}
 
 	<-ctx.Done()
 	wdCancel()
@@ -138,6 +141,42 @@ type protocolSet struct {
 	names     []string // config name of each listener ("kafka", "mqtt_ws", ...)
 	closers   []func() error
 	onBound   []func(bound map[string]string)
+	// onMemoryAlarm hears when the bytes buffered by all connections cross
+	// the memory high-water mark (on) and fall below the low one (off).
+	onMemoryAlarm []func(on bool)
+}
+
+// memoryAlarmInterval is how often Serve compares netpoll's buffered bytes
+// with the memory marks.
+const memoryAlarmInterval = 200 * time.Millisecond
+
+// watchMemory raises and clears the memory alarm until ctx ends.
+func (p *protocolSet) watchMemory(ctx context.Context, np *netpoll.Server, high, low int64, logger *slog.Logger) {
+	if high <= 0 || len(p.onMemoryAlarm) == 0 {
+		return
+	}
+	if low <= 0 || low > high {
+		low = high * 3 / 4
+	}
+	t := time.NewTicker(memoryAlarmInterval)
+	defer t.Stop()
+	on := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		mem := np.MemoryBytes()
+		if on == (mem > high) || (on && mem >= low) {
+			continue
+		}
+		on = !on
+		logger.Warn("memory alarm", "on", on, "buffered_bytes", mem, "high_water_bytes", high, "low_water_bytes", low)
+		for _, fn := range p.onMemoryAlarm {
+			fn(on)
+		}
+	}
 }
 
 func (p *protocolSet) close(logger *slog.Logger) {
