@@ -49,9 +49,11 @@ pyrun() { # client
   local py
   for py in python3 /usr/bin/python3; do
     command -v "$py" >/dev/null || continue
-    timeout 120 "$py" "$here/kafka_client.py" "$addr" "$1"
-    local rc=$?
-    [ $rc -eq 77 ] && continue
+    local out rc
+    out=$(timeout 120 "$py" "$here/kafka_client.py" "$addr" "$1" 2>&1)
+    rc=$?
+    [ $rc -eq 77 ] && continue # this interpreter lacks the client; try the next
+    printf '%s\n' "$out"
     return $rc
   done
   return 77
