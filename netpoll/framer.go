@@ -29,3 +29,15 @@ func LengthPrefixed32(frameBytesMax int) Framer {
 		return int(total), nil
 	}
 }
+
+// LengthPrefixed32Needed is the FrameBytesNeeded of LengthPrefixed32 frames.
+func LengthPrefixed32Needed(prefix []byte) int {
+	if len(prefix) < 4 {
+		return 0
+	}
+	l := int32(binary.BigEndian.Uint32(prefix))
+	if l < 0 {
+		return 0 // the Framer reports the error
+	}
+	return int(l) + 4
+}

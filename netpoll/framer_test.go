@@ -61,3 +61,14 @@ func FuzzLengthPrefixed32(f *testing.F) {
 		}
 	})
 }
+
+func TestLengthPrefixed32Needed(t *testing.T) {
+	for _, c := range []struct {
+		prefix []byte
+		want   int
+	}{{nil, 0}, {[]byte{0, 0, 1}, 0}, {[]byte{0, 0, 1, 0}, 260}, {[]byte{0, 0, 0, 0, 9}, 4}, {[]byte{0xff, 0, 0, 0}, 0}} {
+		if got := LengthPrefixed32Needed(c.prefix); got != c.want {
+			t.Fatalf("%v: %d, want %d", c.prefix, got, c.want)
+		}
+	}
+}

@@ -274,9 +274,16 @@ func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
 		_, _ = gc.Discard(in)
 	case c.readsPaused():
 		t.setReads(false) // gnet re-arms EPOLLIN when its outbound buffer drains
+	case in > 0 && in < t.need:
+		// The frame started earlier is still incomplete: wait for it whole
+		// rather than copying the partial frame out of gnet again.
 	case in > 0:
+		t.need = 0
 		buf, _ := gc.Peek(-1)
 		n, err := c.processFrames(buf)
+		if err == nil && n < len(buf) && c.proto.FrameBytesNeeded != nil {
+			t.need = c.proto.FrameBytesNeeded(buf[n:])
+		}
 		if n > 0 {
 			_, _ = gc.Discard(n)
 		}
@@ -310,6 +317,7 @@ type gnetTransport struct {
 	fd      int
 	lp      *loopState
 	inPrev  int
+	need    int  // bytes the incomplete frame at the head of the input needs (0: unknown)
 	waiting bool // a goroutine waits for the socket to be writable
 	wfile   *os.File
 	wrc     syscall.RawConn

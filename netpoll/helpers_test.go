@@ -147,7 +147,7 @@ func startTest(t testing.TB, k kind, cfg Config, h *testHandler) *testServer {
 	if h == nil {
 		h = &testHandler{}
 	}
-	p := &Protocol{Name: "test", Framer: LengthPrefixed32(16 << 20), FrameBytesMax: 16 << 20, Handler: h, Publisher: true}
+	p := &Protocol{Name: "test", Framer: LengthPrefixed32(16 << 20), FrameBytesNeeded: LengthPrefixed32Needed, FrameBytesMax: 16 << 20, Handler: h, Publisher: true}
 	l := Listener{Addr: "127.0.0.1:0", Protocol: p}
 	switch k {
 	case kindTLS:

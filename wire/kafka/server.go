@@ -92,12 +92,13 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 	s.groups = group.New(e.Meta(), cfg.Group, s.log)
 	s.prod = producer.New(e, s.log)
 	s.proto = netpoll.Protocol{
-		Name:          "kafka",
-		Framer:        netpoll.LengthPrefixed32(cfg.FrameBytesMax),
-		FrameBytesMax: cfg.FrameBytesMax,
-		Handler:       (*handler)(s),
-		IdleTimeout:   cfg.IdleTimeout,
-		Publisher:     true,
+		Name:             "kafka",
+		Framer:           netpoll.LengthPrefixed32(cfg.FrameBytesMax),
+		FrameBytesNeeded: netpoll.LengthPrefixed32Needed,
+		FrameBytesMax:    cfg.FrameBytesMax,
+		Handler:          (*handler)(s),
+		IdleTimeout:      cfg.IdleTimeout,
+		Publisher:        true,
 	}
 	return s, nil
 }

@@ -245,9 +245,9 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 		s.delay.Close()
 		return nil, err
 	}
-	s.ns = &netpoll.Protocol{Name: "rocketmq-namesrv", Framer: netpoll.LengthPrefixed32(frameBytesMax),
+	s.ns = &netpoll.Protocol{Name: "rocketmq-namesrv", Framer: netpoll.LengthPrefixed32(frameBytesMax), FrameBytesNeeded: netpoll.LengthPrefixed32Needed,
 		FrameBytesMax: frameBytesMax, Handler: &handler{s: s, broker: false}}
-	s.br = &netpoll.Protocol{Name: "rocketmq", Framer: netpoll.LengthPrefixed32(frameBytesMax),
+	s.br = &netpoll.Protocol{Name: "rocketmq", Framer: netpoll.LengthPrefixed32(frameBytesMax), FrameBytesNeeded: netpoll.LengthPrefixed32Needed,
 		FrameBytesMax: frameBytesMax, Handler: &handler{s: s, broker: true}, Publisher: true}
 	s.wg.Add(1)
 	go s.janitor()
