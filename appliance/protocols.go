@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"quartet/engine"
+	"quartet/engine/group"
 	"quartet/netpoll"
 	"quartet/wire/amqp"
 	"quartet/wire/kafka"
@@ -31,6 +32,8 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 			DisableAutoCreate: !cfg.Kafka.AutoCreateTopics,
 			DefaultPartitions: cfg.Kafka.DefaultPartitions,
 			FrameBytesMax:     int(cfg.Limits.KafkaFrameBytesMax),
+			MessageBytesMax:   int(cfg.Kafka.MessageBytesMax),
+			Group:             group.Config{InitialRebalanceDelay: cfg.Kafka.GroupInitialRebalanceDelay},
 		}
 		if cfg.Kafka.AdvertisedAddr != "" {
 			host, port, err := splitHostPort(cfg.Kafka.AdvertisedAddr)
