@@ -207,7 +207,7 @@ func (s *Scheduler) deliverDue(lvl int, buf []byte) (time.Duration, []byte) {
 		buf = b[:0]
 		var wait time.Duration
 		progressed := false
-		ferr := forEachRecord(b, func(r *segment.Record) error {
+		ferr := segment.WalkRecords(b, func(r *segment.Record) error {
 			if r.Offset < cur {
 				return nil
 			}
@@ -322,24 +322,3 @@ func (s *Scheduler) deliver(r *segment.Record, dest string, part int) error {
 type doneChan chan error
 
 func (c doneChan) AppendDone(_ int64, err error) { c <- err }
-
-// forEachRecord walks the whole batches of b (a read may end mid-batch).
-func forEachRecord(b []byte, fn func(r *segment.Record) error) error {
-	for len(b) >= segment.BatchHeaderBytes {
-		h, err := segment.ParseBatchHeader(b)
-		if err != nil {
-			return err
-		}
-		size := h.Size()
-		if size > len(b) || size < segment.BatchHeaderBytes {
-			return nil
-		}
-		if h.Attributes&segment.AttrControl == 0 {
-			if err := segment.ForEachRecord(b[:size], fn); err != nil {
-				return err
-			}
-		}
-		b = b[size:]
-	}
-	return nil
-}

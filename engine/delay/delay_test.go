@@ -34,7 +34,7 @@ func records(t *testing.T, p *engine.Partition) []segment.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := forEachRecord(b, func(r *segment.Record) error {
+	if err := segment.WalkRecords(b, func(r *segment.Record) error {
 		c := segment.Record{Offset: r.Offset, Value: append([]byte(nil), r.Value...)}
 		for _, h := range r.Headers {
 			c.Headers = append(c.Headers, segment.Header{Key: append([]byte(nil), h.Key...), Value: append([]byte(nil), h.Value...)})

@@ -157,7 +157,7 @@ func (s *Store) reload() error {
 		}
 		buf = b[:0]
 		next := cur
-		err = forEachRecord(b, func(r *segment.Record) error {
+		err = segment.WalkRecords(b, func(r *segment.Record) error {
 			if r.Offset < cur {
 				return nil
 			}
@@ -471,25 +471,4 @@ func (s *Store) advanceLow() {
 	for _, k := range stale {
 		m.Delete(metaNamespace, k, nil)
 	}
-}
-
-// forEachRecord walks the whole batches of b.
-func forEachRecord(b []byte, fn func(r *segment.Record) error) error {
-	for len(b) >= segment.BatchHeaderBytes {
-		h, err := segment.ParseBatchHeader(b)
-		if err != nil {
-			return err
-		}
-		size := h.Size()
-		if size > len(b) || size < segment.BatchHeaderBytes {
-			return nil
-		}
-		if h.Attributes&segment.AttrControl == 0 {
-			if err := segment.ForEachRecord(b[:size], fn); err != nil {
-				return err
-			}
-		}
-		b = b[size:]
-	}
-	return nil
 }

@@ -236,24 +236,8 @@ func (s *Server) readPull(req *pullReq) *Out {
 // forEachRecord calls fn for each record of the whole batches in b (a read
 // may end with a partial batch), skipping control batches.
 func forEachRecord(b []byte, fn func(r *segment.Record) error) error {
-	for len(b) >= segment.BatchHeaderBytes {
-		h, err := segment.ParseBatchHeader(b)
-		if err != nil {
-			return err
-		}
-		size := h.Size()
-		if size > len(b) || size < segment.BatchHeaderBytes {
-			return nil
-		}
-		if h.Attributes&segment.AttrControl == 0 {
-			if err := segment.ForEachRecord(b[:size], fn); err != nil {
-				if err == errStop {
-					return nil
-				}
-				return err
-			}
-		}
-		b = b[size:]
+	if err := segment.WalkRecords(b, fn); err != errStop {
+		return err
 	}
 	return nil
 }
