@@ -270,16 +270,14 @@ func (c *conn) ResumeReads() {
 // OutboundBytes implements Conn.
 func (c *conn) OutboundBytes() int { return c.qBytes + c.tr.pending() }
 
-func (c *conn) Context() any          { return c.ctx }
-func (c *conn) SetContext(ctx any)    { c.ctx = ctx }
-func (c *conn) LocalAddr() net.Addr   { return c.local }
-func (c *conn) RemoteAddr() net.Addr  { return c.remote }
-func (c *conn) readsPaused() bool     { return c.userPaused || c.hwmPaused || c.memPaused }
-func (c *conn) String() string        { return c.proto.Name + " " + c.remote.String() }
-func (c *conn) hwm() int              { return c.srv.cfg.OutboundHighWaterBytes }
-func (c *conn) now() int64            { return c.srv.now.Load() }
-func (c *conn) isPublisher() bool     { return c.proto.Publisher }
-func (c *conn) stats() *ListenerStats { return &c.ls.stats }
+func (c *conn) Context() any         { return c.ctx }
+func (c *conn) SetContext(ctx any)   { c.ctx = ctx }
+func (c *conn) LocalAddr() net.Addr  { return c.local }
+func (c *conn) RemoteAddr() net.Addr { return c.remote }
+func (c *conn) readsPaused() bool    { return c.userPaused || c.hwmPaused || c.memPaused }
+func (c *conn) String() string       { return c.proto.Name + " " + c.remote.String() }
+func (c *conn) hwm() int             { return c.srv.cfg.OutboundHighWaterBytes }
+func (c *conn) now() int64           { return c.srv.now.Load() }
 
 // AfterFunc implements Conn.
 func (c *conn) AfterFunc(d time.Duration, fn func(c Conn)) Timer {

@@ -61,7 +61,6 @@ type wheel struct {
 	slots    [wheelSlots]*wheelTimer // heads of doubly linked lists
 	n        int
 	dispatch func(batch []*wheelTimer) // runs the batch on the owning loop(s)
-	expired  []*wheelTimer
 }
 
 func newWheel(tick time.Duration, dispatch func([]*wheelTimer)) *wheel {

@@ -23,7 +23,6 @@ func TestQueueLifecycle(t *testing.T) {
 	// passive on a missing queue: 404
 	_, err := ch.QueueDeclarePassive("missing", false, false, false, false, nil)
 	wantCode(t, err, NotFound)
-	_, ch = b.channel()
 	// exclusive: other connections get 405; gone with its connection
 	c1, ex := b.channel()
 	q, err := ex.QueueDeclare("excl", false, false, true, false, nil)

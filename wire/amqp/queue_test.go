@@ -149,7 +149,7 @@ func TestNackRequeueRedelivery(t *testing.T) {
 	publish(t, c4, "", q, amqp091.Publishing{Body: []byte("r")})
 	ds4, _ := c4.Consume(q, "", false, false, false, false, nil)
 	recv(t, ds4)
-	must(t, c4.Recover(true))
+	must(t, c4.Recover(true)) //lint:ignore SA1019 basic.recover is the method under test
 	if d := recv(t, ds4); !d.Redelivered {
 		t.Fatal("recover did not redeliver")
 	}

@@ -186,7 +186,7 @@ func BenchmarkFetch(b *testing.B) {
 	b.StopTimer()
 	b.SetBytes(total / int64(b.N))
 	if total/int64(b.N) < 1<<19 {
-		b.Fatal(fmt.Sprintf("fetches returned only %d bytes each", total/int64(b.N)))
+		b.Fatalf("fetches returned only %d bytes each", total/int64(b.N))
 	}
 }
 

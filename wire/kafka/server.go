@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -64,8 +63,6 @@ type Server struct {
 	groups *group.Coordinator
 	prod   *producer.Manager
 	proto  netpoll.Protocol
-
-	createMu sync.Mutex // serialises auto-creation
 }
 
 // New returns a Kafka server over e.

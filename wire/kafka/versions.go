@@ -147,14 +147,6 @@ func init() {
 	}
 }
 
-// flexible reports whether key at version uses flexible (KIP-482) encoding.
-func flexible(key, version int16) bool {
-	if key < 0 || int(key) >= len(supported) {
-		return false
-	}
-	return version >= supported[key].flexMin
-}
-
 func (s *Server) handleApiVersions(c *connState, rq *request) error {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	vr := supported[keyApiVersions]

@@ -6,9 +6,6 @@ import (
 	"quartet/netpoll"
 )
 
-// remainingLengthMax is the largest remaining length MQTT can express.
-const remainingLengthMax = 268_435_455
-
 // Framer delimits MQTT packets: one fixed-header byte, a remaining length of
 // 1–4 varint bytes, then that many bytes. It returns 0 until buf holds the
 // whole packet, and never allocates.

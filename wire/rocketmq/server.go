@@ -174,9 +174,6 @@ const (
 	topicHalf     = "RMQ_SYS_TRANS_HALF_TOPIC"
 	prefixRetry   = "%RETRY%"
 	prefixDLQ     = "%DLQ%"
-
-	permRead  = 4
-	permWrite = 2
 )
 
 // Server is the RocketMQ name server and broker over one engine.
