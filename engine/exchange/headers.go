@@ -57,8 +57,8 @@ func (m *headersMatch) matches(h Table) bool {
 // equal compares table values loosely: integers by value whatever their
 // width, floats by value, strings with byte strings.
 func equal(a, b any) bool {
-	if ai, ok := asInt(a); ok {
-		if bi, ok := asInt(b); ok {
+	if ai, ok := AsInt64(a); ok {
+		if bi, ok := AsInt64(b); ok {
 			return ai == bi
 		}
 		if bf, ok := asFloat(b); ok {
@@ -70,7 +70,7 @@ func equal(a, b any) bool {
 		if bf, ok := asFloat(b); ok {
 			return af == bf || (math.IsNaN(af) && math.IsNaN(bf))
 		}
-		if bi, ok := asInt(b); ok {
+		if bi, ok := AsInt64(b); ok {
 			return af == float64(bi)
 		}
 		return false
@@ -99,7 +99,8 @@ func equal(a, b any) bool {
 	return false
 }
 
-func asInt(v any) (int64, bool) {
+// AsInt64 converts any integer type an AMQP field table can hold to int64.
+func AsInt64(v any) (int64, bool) {
 	switch v := v.(type) {
 	case int:
 		return int64(v), true

@@ -6,6 +6,7 @@ package amqp
 // as many messages as prefetch allows, writing them in one batch.
 
 import (
+	"quartet/engine/exchange"
 	"sync/atomic"
 	"time"
 
@@ -59,7 +60,7 @@ func (ch *channel) consume(m *BasicConsume) error {
 	cons.qc.Wake = cons.wake
 	cons.qc.Tag = tag
 	cons.qc.Cancel = cons.serverCancel
-	if p, ok := asInt64(m.Arguments["x-priority"]); ok {
+	if p, ok := exchange.AsInt64(m.Arguments["x-priority"]); ok {
 		cons.qc.Priority = int(p)
 	}
 	if vq.stream != nil {

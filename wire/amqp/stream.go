@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"quartet/engine/exchange"
 	"sync"
 	"time"
 
@@ -139,7 +140,7 @@ func (sq *streamQueue) cursor(spec any) (*streamCursor, error) {
 		}
 		off = o
 	default:
-		n, ok := asInt64(v)
+		n, ok := exchange.AsInt64(v)
 		if !ok {
 			return nil, fmt.Errorf("bad offset %v", v)
 		}

@@ -121,7 +121,7 @@ func queueArgs(name string, durable, exclusive, autoDelete bool, args Table) (qu
 	cfg.Durable, cfg.Exclusive, cfg.AutoDelete = durable, exclusive, autoDelete
 	vq := &vqueue{args: args, typ: "classic"}
 	for k, val := range args {
-		n, isInt := asInt64(val)
+		n, isInt := exchange.AsInt64(val)
 		s, isStr := val.(string)
 		bad := func() error {
 			return amqpErr(PreconditionFailed, "invalid arg '%s' for queue '%s' in vhost '/': %v", k, name, val)
@@ -222,30 +222,6 @@ func queueArgs(name string, durable, exclusive, autoDelete bool, args Table) (qu
 		cfg.DeliveryLimit = -1
 	}
 	return cfg, vq, nil
-}
-
-func asInt64(v any) (int64, bool) {
-	switch v := v.(type) {
-	case int8:
-		return int64(v), true
-	case int16:
-		return int64(v), true
-	case int32:
-		return int64(v), true
-	case int64:
-		return v, true
-	case uint8:
-		return int64(v), true
-	case uint16:
-		return int64(v), true
-	case uint32:
-		return int64(v), true
-	case uint64:
-		return int64(v), true
-	case int:
-		return int64(v), true
-	}
-	return 0, false
 }
 
 // declareQueue creates or checks a queue.
@@ -496,7 +472,7 @@ func addDeath(h Table, qname, reason, exName, key, expiration string) map[string
 	now := time.Now().UTC().Truncate(time.Second)
 	if found >= 0 {
 		t := cloneTable(deaths[found].(Table))
-		cnt, _ := asInt64(t["count"])
+		cnt, _ := exchange.AsInt64(t["count"])
 		t["count"] = cnt + 1
 		t["time"] = now
 		deaths = append([]any{t}, slices.Delete(slices.Clone(deaths), found, found+1)...)
