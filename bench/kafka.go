@@ -25,7 +25,8 @@ func (kafkaDriver) expected(c *Config, sent int64) int64 {
 	return sent * int64(c.Consumers)
 }
 
-func kafkaTopics(c *Config) []string {
+// topicNames is --topic (default bench-RUNID), or NAME-0..N-1 with --topics N.
+func topicNames(c *Config) []string {
 	base := c.Topic
 	if base == "" {
 		base = "bench-" + c.RunID
@@ -56,7 +57,7 @@ func (kafkaDriver) setup(ctx context.Context, c *Config) error {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topics := kafkaTopics(c)
+	topics := topicNames(c)
 	if c.ConsumeOnly {
 		ends, err := adm.ListEndOffsets(ctx, topics...)
 		if err != nil {
@@ -107,7 +108,7 @@ func kafkaCodec(name string) kgo.CompressionCodec {
 }
 
 func (kafkaDriver) publish(ctx context.Context, c *Config, pe *pubEnv) error {
-	topics := kafkaTopics(c)
+	topics := topicNames(c)
 	opts := append(kafkaBase(c),
 		kgo.ProducerLinger(c.Linger),
 		kgo.ProducerBatchCompression(kafkaCodec(c.Compression)),
@@ -185,7 +186,7 @@ func (kafkaDriver) publish(ctx context.Context, c *Config, pe *pubEnv) error {
 }
 
 func (kafkaDriver) subscribe(ctx context.Context, c *Config, se *subEnv) error {
-	topics := kafkaTopics(c)
+	topics := topicNames(c)
 	if c.ConsumeOnly {
 		// A cold read is timed from T0: connect only then.
 		se.ready()

@@ -25,21 +25,6 @@ func init() { rlog.SetLogLevel("error") }
 // expected counts the one route-resolving send per topic made before the start.
 func (rocketDriver) expected(c *Config, sent int64) int64 { return sent + int64(c.Topics) }
 
-func rocketTopics(c *Config) []string {
-	base := c.Topic
-	if base == "" {
-		base = "bench-" + c.RunID
-	}
-	if c.Topics == 1 {
-		return []string{base}
-	}
-	t := make([]string, c.Topics)
-	for i := range t {
-		t[i] = fmt.Sprintf("%s-%d", base, i)
-	}
-	return t
-}
-
 func rocketResolver(c *Config) primitive.NsResolver {
 	return primitive.NewPassthroughResolver([]string{c.Target})
 }
@@ -53,7 +38,7 @@ func (rocketDriver) setup(ctx context.Context, c *Config) error {
 		return err
 	}
 	defer adm.Close()
-	for _, t := range rocketTopics(c) {
+	for _, t := range topicNames(c) {
 		if err := adm.CreateTopic(ctx, admin.WithTopicCreate(t), admin.WithBrokerAddrCreate(c.BrokerAddr),
 			admin.WithReadQueueNums(4), admin.WithWriteQueueNums(4)); err != nil {
 			return fmt.Errorf("create topic %s: %w", t, err)
@@ -65,7 +50,7 @@ func (rocketDriver) setup(ctx context.Context, c *Config) error {
 func (rocketDriver) cleanup(context.Context, *Config) {}
 
 func (rocketDriver) publish(ctx context.Context, c *Config, pe *pubEnv) error {
-	topics := rocketTopics(c)
+	topics := topicNames(c)
 	n := c.producerConns()
 	prods := make([]rocketmq.Producer, n)
 	for i := range prods {
@@ -133,7 +118,7 @@ func (rocketDriver) publish(ctx context.Context, c *Config, pe *pubEnv) error {
 }
 
 func (rocketDriver) subscribe(ctx context.Context, c *Config, se *subEnv) error {
-	topics := rocketTopics(c)
+	topics := topicNames(c)
 	for j := range c.Consumers {
 		cs := se.consumer()
 		pc, err := rocketmq.NewPushConsumer(
