@@ -61,8 +61,9 @@ type Session struct {
 	QoS2In      map[uint16]struct{}
 	// Waiters are publishers paused until the queue drains below half its
 	// high-water mark; Progress (unix nanos) is when the session's
-	// connection last took messages, so a stalled subscriber stops
-	// pausing publishers.
+	// connection last took messages or was caught up (its queue empty), so
+	// a subscriber that has had messages waiting for a while without
+	// taking any is stalled and stops pausing publishers.
 	Waiters  []Waiter
 	Progress int64
 

@@ -850,7 +850,7 @@ func (c *conn) drain() {
 		c.out = nil
 	}
 	pending := ss.QueueLen() > 0 && full
-	if sent > 0 {
+	if sent > 0 || ss.QueueLen() == 0 {
 		ss.Progress = now
 	}
 	waiters := c.waiters[:0]

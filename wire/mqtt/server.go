@@ -354,6 +354,12 @@ func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entr
 		}
 		e.Seq = s.persist.enqueue(ss, m, e, done)
 	}
+	if ss.QueueLen() == 0 {
+		// An empty queue means the subscriber has taken everything so
+		// far: the stall clock starts now, not at its last delivery (an
+		// idle subscriber is not a stalled one).
+		ss.Progress = s.now.Load()
+	}
 	ok = ss.Enqueue(e)
 	if q := int64(ss.QueueLen()); q > s.stats.QueueDepthMax.Load() && q&127 == 0 {
 		s.stats.QueueDepthMax.Store(q)
