@@ -66,7 +66,6 @@ type conn struct {
 	out      []byte // drain batch
 
 	// counters folded into the server's every statsBatch packets
-	msgsIn  uint64
 	bytesIn uint64
 	frames  uint32
 }
@@ -78,10 +77,6 @@ const statsBatch = 256
 
 func (c *conn) foldStats() {
 	st := &c.srv.stats
-	if c.msgsIn > 0 {
-		st.MsgsIn.Add(c.msgsIn)
-		c.msgsIn = 0
-	}
 	if c.bytesIn > 0 {
 		st.BytesIn.Add(c.bytesIn)
 		c.bytesIn = 0
@@ -524,7 +519,6 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 			return nil
 		}
 	}
-	c.msgsIn++
 	m, err := c.buildMessage(sc, topic, p.Payload, &p.Props)
 	if err != nil {
 		return c.fail(RCProtocolError, err)
@@ -541,6 +535,7 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 	}
 	n, blocked := s.routeFrom(m, ss, c)
 	m.Release()
+	s.stats.MsgsIn.Add(1)
 	if blocked > 0 && !c.paused {
 		s.stats.PublisherPauses.Add(1)
 		c.paused = true
@@ -771,8 +766,8 @@ func (c *conn) onDisconnect(sc *scratch) error {
 // those already PUBREC'd) after a reconnect.
 func (c *conn) redeliver() {
 	ss := c.sess
+	sent := 0
 	ss.Lock()
-	defer ss.Unlock()
 	ss.EachInflight(func(f *session.Inflight) {
 		if f.Released {
 			c.write(AppendAck(c.buf[:0], c.version, PUBREL, f.PacketID, RCSuccess, nil))
@@ -781,8 +776,13 @@ func (c *conn) redeliver() {
 		if b, ok := c.appendPublish(c.buf[:0], &f.Entry, f.PacketID, true); ok {
 			c.buf = b
 			c.nc.Write(b)
+			sent++
 		}
 	})
+	ss.Unlock()
+	if sent > 0 {
+		c.srv.stats.MsgsOut.Add(uint64(sent))
+	}
 }
 
 // drain writes queued messages up to the inflight window (loop only).
