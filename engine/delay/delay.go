@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/segment"
 )
 
@@ -20,7 +21,7 @@ const (
 	HeaderDue       = "dly@due"
 
 	metaNamespace = "delay"
-	readBytes     = 256 << 10
+	scanMax       = 256
 	retryDelay    = time.Second
 	idleWait      = time.Minute
 )
@@ -33,15 +34,15 @@ var (
 
 // Config configures a Scheduler.
 type Config struct {
-	Topic  string          // the schedule topic (created with one partition per level)
+	Topic  string          // the schedule topic (one queue per level)
 	Levels []time.Duration // level 1 first
 }
 
 // Scheduler delivers scheduled records when due.
 type Scheduler struct {
 	e       *engine.Engine
+	cl      *commitlog.Store
 	cfg     Config
-	t       *engine.Topic
 	log     *slog.Logger
 	cursors []int64
 	waiting []atomic.Bool
@@ -53,36 +54,23 @@ type Scheduler struct {
 	delivered atomic.Uint64
 }
 
-// Open opens (or creates) the schedule topic and starts delivery.
-func Open(e *engine.Engine, cfg Config, log *slog.Logger) (*Scheduler, error) {
+// Open opens (or creates) the schedule topic in the commit log and starts
+// delivery.
+func Open(e *engine.Engine, cl *commitlog.Store, cfg Config, log *slog.Logger) (*Scheduler, error) {
 	if len(cfg.Levels) == 0 {
 		return nil, fmt.Errorf("delay: no levels")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	t, ok := e.Topic(cfg.Topic)
-	if !ok {
-		var err error
-		t, err = e.CreateTopic(cfg.Topic, len(cfg.Levels), engine.TopicConfig{})
-		if err != nil && !errors.Is(err, engine.ErrTopicExists) {
-			return nil, fmt.Errorf("delay: create %s: %w", cfg.Topic, err)
-		}
-		if t == nil {
-			t, _ = e.Topic(cfg.Topic)
-		}
+	if _, err := cl.CreateTopic(cfg.Topic, len(cfg.Levels)); err != nil {
+		return nil, fmt.Errorf("delay: create %s: %w", cfg.Topic, err)
 	}
-	if n := len(t.Partitions()); n < len(cfg.Levels) {
-		if err := e.CreatePartitions(cfg.Topic, len(cfg.Levels)); err != nil {
-			return nil, fmt.Errorf("delay: grow %s: %w", cfg.Topic, err)
-		}
-	}
-	s := &Scheduler{e: e, cfg: cfg, t: t, log: log.With("component", "delay"),
+	s := &Scheduler{e: e, cl: cl, cfg: cfg, log: log.With("component", "delay"),
 		cursors: make([]int64, len(cfg.Levels)), waiting: make([]atomic.Bool, len(cfg.Levels)),
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
-	parts := t.Partitions()
 	for i := range cfg.Levels {
-		s.cursors[i] = parts[i].StartOffset()
+		s.cursors[i] = cl.Queue(cfg.Topic, i).Min()
 		if v, ok := e.Meta().Get(metaNamespace, s.key(i)); ok {
 			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n > s.cursors[i] {
 				s.cursors[i] = n
@@ -110,10 +98,11 @@ func (s *Scheduler) Levels() int { return len(s.cfg.Levels) }
 // Delivered counts records delivered since Open.
 func (s *Scheduler) Delivered() uint64 { return s.delivered.Load() }
 
-// Schedule stores one record for delivery to dest/partition after level's
-// delay. c gets the record's offset in the level's schedule partition. The
-// arguments are copied before Schedule returns; it never blocks.
-func (s *Scheduler) Schedule(level int, dest string, partition int, key, value []byte, headers []segment.Header, c segment.Completer) error {
+// Schedule stores one message for delivery to dest/partition after level's
+// delay, in the schedule topic's queue level-1. c gets its queue and
+// commit-log offsets. The arguments are copied before Schedule returns; it
+// never blocks.
+func (s *Scheduler) Schedule(level int, dest string, partition int, value []byte, headers []segment.Header, c commitlog.Completer) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -128,10 +117,7 @@ func (s *Scheduler) Schedule(level int, dest string, partition int, key, value [
 		segment.Header{Key: []byte(HeaderTopic), Value: []byte(dest)},
 		segment.Header{Key: []byte(HeaderPartition), Value: strconv.AppendInt(nil, int64(partition), 10)},
 		segment.Header{Key: []byte(HeaderDue), Value: strconv.AppendInt(nil, due, 10)})
-	var bb segment.BatchBuilder
-	bb.Reset()
-	bb.Add(now.UnixMilli(), key, value, hs)
-	return s.t.Partitions()[level-1].Append(bb.Bytes(), c)
+	return s.cl.Append(s.cfg.Topic, level-1, []commitlog.Message{{Timestamp: now.UnixMilli(), Value: value, Headers: hs}}, c)
 }
 
 // Close stops delivery (pending records stay scheduled).
@@ -155,7 +141,7 @@ func (s *Scheduler) run() {
 	defer s.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	buf := make([]byte, 0, readBytes)
+	buf := make([]byte, 0, 64<<10)
 	for {
 		next := idleWait
 		for lvl := range s.cfg.Levels {
@@ -187,10 +173,10 @@ func (s *Scheduler) run() {
 // deliverDue delivers level lvl's due records; it returns how long until the
 // next one is due (0: none pending; a waiter is registered).
 func (s *Scheduler) deliverDue(lvl int, buf []byte) (time.Duration, []byte) {
-	p := s.t.Partitions()[lvl]
+	q := s.cl.Queue(s.cfg.Topic, lvl)
 	cur := s.cursors[lvl]
-	if start := p.StartOffset(); cur < start {
-		cur = start
+	if min := q.Min(); cur < min {
+		cur = min
 	}
 	defer func() {
 		if cur != s.cursors[lvl] {
@@ -198,61 +184,42 @@ func (s *Scheduler) deliverDue(lvl int, buf []byte) (time.Duration, []byte) {
 			s.e.Meta().Put(metaNamespace, s.key(lvl), strconv.AppendInt(nil, cur, 10), nil)
 		}
 	}()
-	for cur < p.HighWatermark() {
-		b, err := p.ReadBytes(buf[:0], cur, readBytes)
-		if err != nil {
-			s.log.Warn("read schedule", "level", lvl+1, "offset", cur, "err", err)
-			return retryDelay, buf
-		}
-		buf = b[:0]
+	for cur < q.Max() {
 		var wait time.Duration
-		progressed := false
-		ferr := segment.WalkRecords(b, func(r *segment.Record) error {
-			if r.Offset < cur {
-				return nil
-			}
-			progressed = true
+		next, err := q.Scan(cur, scanMax, &buf, func(qoff, _ int64, r *segment.Record) error {
 			due, dest, part, ok := target(r)
 			if !ok {
-				s.log.Warn("scheduled record without destination, dropped", "level", lvl+1, "offset", r.Offset)
-				cur = r.Offset + 1
+				s.log.Warn("scheduled record without destination, dropped", "level", lvl+1, "offset", qoff)
 				return nil
 			}
 			if d := time.Until(time.UnixMilli(due)); d > 0 {
 				wait = d
-				return errStop
+				return commitlog.ErrStop
 			}
 			if err := s.deliver(r, dest, part); err != nil {
-				s.log.Warn("deliver delayed record", "level", lvl+1, "offset", r.Offset, "topic", dest, "err", err)
-				if errors.Is(err, engine.ErrUnknownTopic) {
-					cur = r.Offset + 1
+				s.log.Warn("deliver delayed record", "level", lvl+1, "offset", qoff, "topic", dest, "err", err)
+				if errors.Is(err, commitlog.ErrUnknownTopic) {
 					return nil
 				}
 				wait = retryDelay
-				return errStop
+				return commitlog.ErrStop
 			}
 			s.delivered.Add(1)
-			cur = r.Offset + 1
 			return nil
 		})
-		if ferr != nil && ferr != errStop {
-			s.log.Warn("bad schedule batch, skipped", "level", lvl+1, "offset", cur, "err", ferr)
-			cur++
-			continue
+		if err != nil {
+			s.log.Warn("read schedule", "level", lvl+1, "offset", cur, "err", err)
+			if next == cur {
+				next++ // skip what cannot be read
+			}
 		}
+		cur = next
 		if wait > 0 {
 			return wait, buf
 		}
-		if !progressed {
-			if h, err := segment.ParseBatchHeader(b); err == nil && h.LastOffset() >= cur {
-				cur = h.LastOffset() + 1
-			} else {
-				return retryDelay, buf
-			}
-		}
 	}
 	if s.waiting[lvl].CompareAndSwap(false, true) {
-		p.Wait(cur, func() {
+		q.Wait(cur, func() {
 			s.waiting[lvl].Store(false)
 			s.poke()
 		})
@@ -288,12 +255,11 @@ func target(r *segment.Record) (due int64, dest string, part int, ok bool) {
 
 // deliver appends r (without the scheduler's headers) to dest/part and waits.
 func (s *Scheduler) deliver(r *segment.Record, dest string, part int) error {
-	t, ok := s.e.Topic(dest)
+	t, ok := s.cl.Topic(dest)
 	if !ok {
-		return fmt.Errorf("%w: %s", engine.ErrUnknownTopic, dest)
+		return fmt.Errorf("%w: %s", commitlog.ErrUnknownTopic, dest)
 	}
-	parts := t.Partitions()
-	if part < 0 || part >= len(parts) {
+	if part < 0 || part >= t.Queues() {
 		part = 0
 	}
 	hs := make([]segment.Header, 0, len(r.Headers))
@@ -304,11 +270,9 @@ func (s *Scheduler) deliver(r *segment.Record, dest string, part int) error {
 		}
 		hs = append(hs, h)
 	}
-	var bb segment.BatchBuilder
-	bb.Reset()
-	bb.Add(time.Now().UnixMilli(), r.Key, r.Value, hs)
 	ch := make(chan error, 1)
-	if err := parts[part].Append(bb.Bytes(), doneChan(ch)); err != nil {
+	m := []commitlog.Message{{Timestamp: time.Now().UnixMilli(), Value: r.Value, Headers: hs}}
+	if err := s.cl.Append(dest, part, m, commitlog.CompleterFunc(func(_, _ int64, err error) { ch <- err })); err != nil {
 		return err
 	}
 	select {
@@ -318,7 +282,3 @@ func (s *Scheduler) deliver(r *segment.Record, dest string, part int) error {
 		return ErrClosed
 	}
 }
-
-type doneChan chan error
-
-func (c doneChan) AppendDone(_ int64, err error) { c <- err }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/segment"
 )
 
@@ -22,19 +23,23 @@ func openEngine(t *testing.T, dir string) *engine.Engine {
 
 type done chan error
 
-func (d done) AppendDone(_ int64, err error) { d <- err }
+func (d done) Done(_, _ int64, err error) { d <- err }
 
-func records(t *testing.T, p *engine.Partition) []segment.Record {
+func openAll(t *testing.T, dir string) (*engine.Engine, *commitlog.Store) {
 	t.Helper()
-	var out []segment.Record
-	if p.HighWatermark() == 0 {
-		return nil
-	}
-	b, err := p.ReadBytes(nil, 0, 1<<20)
+	e := openEngine(t, dir)
+	cl, err := commitlog.Open(e, commitlog.Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := segment.WalkRecords(b, func(r *segment.Record) error {
+	return e, cl
+}
+
+func records(t *testing.T, q *commitlog.Queue) []segment.Record {
+	t.Helper()
+	var out []segment.Record
+	var buf []byte
+	if _, err := q.Scan(0, 1000, &buf, func(_, _ int64, r *segment.Record) error {
 		c := segment.Record{Offset: r.Offset, Value: append([]byte(nil), r.Value...)}
 		for _, h := range r.Headers {
 			c.Headers = append(c.Headers, segment.Header{Key: append([]byte(nil), h.Key...), Value: append([]byte(nil), h.Value...)})
@@ -47,11 +52,11 @@ func records(t *testing.T, p *engine.Partition) []segment.Record {
 	return out
 }
 
-func waitRecords(t *testing.T, p *engine.Partition, n int, within time.Duration) []segment.Record {
+func waitRecords(t *testing.T, q *commitlog.Queue, n int, within time.Duration) []segment.Record {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
-		if rs := records(t, p); len(rs) >= n {
+		if rs := records(t, q); len(rs) >= n {
 			return rs
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -62,23 +67,22 @@ func waitRecords(t *testing.T, p *engine.Partition, n int, within time.Duration)
 
 func TestScheduleDeliversOnTimeAndSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	e := openEngine(t, dir)
-	dest, err := e.CreateTopic("dest", 2, engine.TopicConfig{})
-	if err != nil {
+	e, cl := openAll(t, dir)
+	if _, err := cl.CreateTopic("dest", 2); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{Topic: "sched", Levels: []time.Duration{300 * time.Millisecond, 2 * time.Second}}
-	s, err := Open(e, cfg, nil)
+	s, err := Open(e, cl, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := []segment.Header{{Key: []byte("k"), Value: []byte("v")}}
 	d := make(done, 2)
 	start := time.Now()
-	if err := s.Schedule(1, "dest", 1, nil, []byte("fast"), hs, d); err != nil {
+	if err := s.Schedule(1, "dest", 1, []byte("fast"), hs, d); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Schedule(2, "dest", 1, nil, []byte("slow"), nil, d); err != nil {
+	if err := s.Schedule(2, "dest", 1, []byte("slow"), nil, d); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
@@ -86,10 +90,10 @@ func TestScheduleDeliversOnTimeAndSurvivesRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Schedule(19, "dest", 0, nil, nil, nil, d); err == nil {
+	if err := s.Schedule(19, "dest", 0, nil, nil, d); err == nil {
 		t.Fatal("level 19 accepted")
 	}
-	rs := waitRecords(t, dest.Partitions()[1], 1, 5*time.Second)
+	rs := waitRecords(t, cl.Queue("dest", 1), 1, 5*time.Second)
 	if el := time.Since(start); el < 300*time.Millisecond || string(rs[0].Value) != "fast" {
 		t.Fatalf("%q after %v", rs[0].Value, el)
 	}
@@ -98,21 +102,22 @@ func TestScheduleDeliversOnTimeAndSurvivesRestart(t *testing.T) {
 	}
 	// Restart before the slow one is due.
 	s.Close()
+	cl.Close()
 	e.Close()
-	e = openEngine(t, dir)
+	e, cl = openAll(t, dir)
 	defer e.Close()
-	s, err = Open(e, cfg, nil)
+	defer cl.Close()
+	s, err = Open(e, cl, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	dest, _ = e.Topic("dest")
-	rs = waitRecords(t, dest.Partitions()[1], 2, 5*time.Second)
+	rs = waitRecords(t, cl.Queue("dest", 1), 2, 5*time.Second)
 	if el := time.Since(start); el < 2*time.Second || string(rs[1].Value) != "slow" {
 		t.Fatalf("%q after %v", rs[1].Value, el)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n := len(records(t, dest.Partitions()[1])); n != 2 {
+	if n := len(records(t, cl.Queue("dest", 1))); n != 2 {
 		t.Fatalf("%d records (fast delivered twice?)", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/segment"
 )
 
@@ -22,7 +24,7 @@ const (
 	HeaderGroup     = "txn@group"
 
 	metaNamespace = "txn"
-	readBytes     = 1 << 20
+	scanMax       = 4096
 	tickMax       = time.Second
 )
 
@@ -45,15 +47,15 @@ type Config struct {
 // Half is one pending half message. Its fields are owned by the store; Check
 // functions must not keep references beyond the call.
 type Half struct {
-	Offset    int64
-	Group     string
-	Topic     string
-	Partition int
-	Timestamp int64 // ms, when prepared
-	Key       []byte
-	Value     []byte
-	Headers   []segment.Header // without the store's headers
-	Checks    int
+	Offset      int64 // commit-log offset (the half's identity)
+	QueueOffset int64 // offset in the half topic's queue
+	Group       string
+	Topic       string
+	Partition   int
+	Timestamp   int64 // ms, when prepared
+	Value       []byte
+	Headers     []segment.Header // without the store's headers
+	Checks      int
 
 	lastCheck time.Time
 	busy      bool // a commit is in flight
@@ -66,23 +68,25 @@ type CheckFunc func(h *Half) bool
 // Store holds the half messages.
 type Store struct {
 	e     *engine.Engine
+	cl    *commitlog.Store
+	q     *commitlog.Queue
 	cfg   Config
-	t     *engine.Topic
 	check CheckFunc
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	pending map[int64]*Half
-	low     int64
+	mu       sync.Mutex
+	pending  map[int64]*Half // by commit-log offset
+	low      int64           // queue offset: every half below is decided
+	inflight int             // prepares appended but not yet pending
 
 	closed atomic.Bool
 	done   chan struct{}
 	wg     sync.WaitGroup
 }
 
-// Open opens (or creates) the half topic, reloads undecided half messages and
-// starts the check-back loop.
-func Open(e *engine.Engine, cfg Config, check CheckFunc, log *slog.Logger) (*Store, error) {
+// Open opens (or creates) the half topic in the commit log, reloads
+// undecided half messages and starts the check-back loop.
+func Open(e *engine.Engine, cl *commitlog.Store, cfg Config, check CheckFunc, log *slog.Logger) (*Store, error) {
 	if cfg.CheckInterval <= 0 {
 		cfg.CheckInterval = time.Minute
 	}
@@ -98,18 +102,10 @@ func Open(e *engine.Engine, cfg Config, check CheckFunc, log *slog.Logger) (*Sto
 	if log == nil {
 		log = slog.Default()
 	}
-	t, ok := e.Topic(cfg.Topic)
-	if !ok {
-		var err error
-		t, err = e.CreateTopic(cfg.Topic, 1, engine.TopicConfig{})
-		if err != nil && !errors.Is(err, engine.ErrTopicExists) {
-			return nil, fmt.Errorf("txn: create %s: %w", cfg.Topic, err)
-		}
-		if t == nil {
-			t, _ = e.Topic(cfg.Topic)
-		}
+	if _, err := cl.CreateTopic(cfg.Topic, 1); err != nil {
+		return nil, fmt.Errorf("txn: create %s: %w", cfg.Topic, err)
 	}
-	s := &Store{e: e, cfg: cfg, t: t, check: check, log: log.With("component", "txn"),
+	s := &Store{e: e, cl: cl, q: cl.Queue(cfg.Topic, 0), cfg: cfg, check: check, log: log.With("component", "txn"),
 		pending: map[int64]*Half{}, done: make(chan struct{})}
 	if err := s.reload(); err != nil {
 		return nil, err
@@ -124,8 +120,7 @@ func chkKey(off int64) string { return "chk/" + strconv.FormatInt(off, 10) }
 
 func (s *Store) reload() error {
 	m := s.e.Meta()
-	p := s.t.Partitions()[0]
-	low := p.StartOffset()
+	low := s.q.Min()
 	if v, ok := m.Get(metaNamespace, "low"); ok {
 		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n > low {
 			low = n
@@ -148,40 +143,26 @@ func (s *Store) reload() error {
 		return true
 	})
 	s.low = low
-	cur := low
-	buf := make([]byte, 0, readBytes)
-	for cur < p.HighWatermark() {
-		b, err := p.ReadBytes(buf[:0], cur, readBytes)
-		if err != nil {
-			return fmt.Errorf("txn: reload at %d: %w", cur, err)
-		}
-		buf = b[:0]
-		next := cur
-		err = segment.WalkRecords(b, func(r *segment.Record) error {
-			if r.Offset < cur {
-				return nil
-			}
-			next = r.Offset + 1
-			if decided[r.Offset] {
+	var buf []byte
+	for cur := low; cur < s.q.Max(); {
+		next, err := s.q.Scan(cur, scanMax, &buf, func(qoff, coff int64, r *segment.Record) error {
+			if decided[coff] {
 				return nil
 			}
 			h := halfFrom(r)
 			if h == nil {
 				return nil
 			}
-			h.Checks = checks[r.Offset]
-			s.pending[r.Offset] = h
+			h.Offset, h.QueueOffset = coff, qoff
+			h.Checks = checks[coff]
+			s.pending[coff] = h
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("txn: reload at %d: %w", cur, err)
 		}
 		if next == cur {
-			h, err := segment.ParseBatchHeader(b)
-			if err != nil || h.LastOffset() < cur {
-				break
-			}
-			next = h.LastOffset() + 1
+			break
 		}
 		cur = next
 	}
@@ -193,8 +174,7 @@ func (s *Store) reload() error {
 
 // halfFrom copies a half record.
 func halfFrom(r *segment.Record) *Half {
-	h := &Half{Offset: r.Offset, Timestamp: r.Timestamp, Partition: -1,
-		Key: clone(r.Key), Value: clone(r.Value)}
+	h := &Half{Timestamp: r.Timestamp, Partition: -1, Value: clone(r.Value)}
 	for _, x := range r.Headers {
 		switch string(x.Key) {
 		case HeaderTopic:
@@ -223,18 +203,19 @@ func clone(b []byte) []byte {
 }
 
 // Prepare stores a half message for dest/partition on behalf of group. c
-// gets the half's offset once it is durable. Arguments are copied; it never
-// blocks.
-func (s *Store) Prepare(group, dest string, partition int, key, value []byte, headers []segment.Header, c segment.Completer) error {
+// gets the half's queue and commit-log offsets once it is durable. Arguments
+// are copied; it never blocks.
+func (s *Store) Prepare(group, dest string, partition int, value []byte, headers []segment.Header, c commitlog.Completer) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
 	s.mu.Lock()
-	n := len(s.pending)
-	s.mu.Unlock()
-	if n >= s.cfg.PendingMax {
+	if len(s.pending)+s.inflight >= s.cfg.PendingMax {
+		s.mu.Unlock()
 		return ErrFull
 	}
+	s.inflight++
+	s.mu.Unlock()
 	hs := make([]segment.Header, 0, len(headers)+3)
 	hs = append(hs, headers...)
 	hs = append(hs,
@@ -242,32 +223,35 @@ func (s *Store) Prepare(group, dest string, partition int, key, value []byte, he
 		segment.Header{Key: []byte(HeaderPartition), Value: strconv.AppendInt(nil, int64(partition), 10)},
 		segment.Header{Key: []byte(HeaderGroup), Value: []byte(group)})
 	now := time.Now().UnixMilli()
-	h := &Half{Group: group, Topic: dest, Partition: partition, Timestamp: now,
-		Key: clone(key), Value: clone(value)}
+	h := &Half{Group: group, Topic: dest, Partition: partition, Timestamp: now, Value: clone(value)}
 	for _, x := range headers {
 		h.Headers = append(h.Headers, segment.Header{Key: clone(x.Key), Value: clone(x.Value)})
 	}
-	var bb segment.BatchBuilder
-	bb.Reset()
-	bb.Add(now, key, value, hs)
-	return s.t.Partitions()[0].Append(bb.Bytes(), &prepared{s: s, h: h, c: c})
+	err := s.cl.Append(s.cfg.Topic, 0, []commitlog.Message{{Timestamp: now, Value: value, Headers: hs}}, &prepared{s: s, h: h, c: c})
+	if err != nil {
+		s.mu.Lock()
+		s.inflight--
+		s.mu.Unlock()
+	}
+	return err
 }
 
 type prepared struct {
 	s *Store
 	h *Half
-	c segment.Completer
+	c commitlog.Completer
 }
 
-func (p *prepared) AppendDone(off int64, err error) {
+func (p *prepared) Done(qoff, coff int64, err error) {
+	p.s.mu.Lock()
 	if err == nil {
-		p.h.Offset = off
-		p.s.mu.Lock()
-		p.s.pending[off] = p.h
-		p.s.mu.Unlock()
+		p.h.Offset, p.h.QueueOffset = coff, qoff
+		p.s.pending[coff] = p.h
 	}
+	p.s.inflight--
+	p.s.mu.Unlock()
 	if p.c != nil {
-		p.c.AppendDone(off, err)
+		p.c.Done(qoff, coff, err)
 	}
 }
 
@@ -289,10 +273,11 @@ func (s *Store) Pending() int {
 	return len(s.pending)
 }
 
-// Commit appends the half at offset to its destination, with extra headers
-// added, and records the decision. done gets the destination partition and
-// offset (from the writer's goroutine).
-func (s *Store) Commit(offset int64, extra []segment.Header, done func(partition int, off int64, err error)) error {
+// Commit appends the half with commit-log offset offset to its destination,
+// with extra headers added, and records the decision. done gets the
+// destination queue and the message's queue offset (from the writer's
+// goroutine).
+func (s *Store) Commit(offset int64, extra []segment.Header, done func(queue int, off int64, err error)) error {
 	s.mu.Lock()
 	h, ok := s.pending[offset]
 	if !ok || h.busy {
@@ -307,31 +292,27 @@ func (s *Store) Commit(offset int64, extra []segment.Header, done func(partition
 		s.mu.Unlock()
 		return err
 	}
-	t, ok := s.e.Topic(h.Topic)
+	t, ok := s.cl.Topic(h.Topic)
 	if !ok {
-		return fail(fmt.Errorf("%w: %s", engine.ErrUnknownTopic, h.Topic))
+		return fail(fmt.Errorf("%w: %s", commitlog.ErrUnknownTopic, h.Topic))
 	}
-	parts := t.Partitions()
 	part := h.Partition
-	if part < 0 || part >= len(parts) {
+	if part < 0 || part >= t.Queues() {
 		part = 0
 	}
 	hs := append(append([]segment.Header{}, h.Headers...), extra...)
-	var bb segment.BatchBuilder
-	bb.Reset()
-	bb.Add(time.Now().UnixMilli(), h.Key, h.Value, hs)
-	c := completerFunc(func(off int64, err error) {
+	c := commitlog.CompleterFunc(func(qoff, _ int64, err error) {
 		if err != nil {
 			s.mu.Lock()
 			h.busy = false
 			s.mu.Unlock()
-			done(part, off, err)
+			done(part, qoff, err)
 			return
 		}
 		s.decide(offset, "c")
-		done(part, off, nil)
+		done(part, qoff, nil)
 	})
-	if err := parts[part].Append(bb.Bytes(), c); err != nil {
+	if err := s.cl.Append(h.Topic, part, []commitlog.Message{{Timestamp: time.Now().UnixMilli(), Value: h.Value, Headers: hs}}, c); err != nil {
 		return fail(err)
 	}
 	return nil
@@ -432,14 +413,22 @@ func (s *Store) checkRound(now time.Time) {
 	}
 }
 
-// advanceLow moves the decided watermark and forgets decisions below it.
+// advanceLow moves the decided watermark (a queue offset) and forgets
+// decisions below it.
 func (s *Store) advanceLow() {
-	p := s.t.Partitions()[0]
 	s.mu.Lock()
-	low := p.HighWatermark()
-	for off := range s.pending {
-		if off < low {
-			low = off
+	if s.inflight > 0 {
+		s.mu.Unlock()
+		return // a prepare between index and pending: look again later
+	}
+	low := s.q.Max()
+	lowCommit := int64(math.MaxInt64)
+	for off, h := range s.pending {
+		if h.QueueOffset < low {
+			low = h.QueueOffset
+		}
+		if off < lowCommit {
+			lowCommit = off
 		}
 	}
 	old := s.low
@@ -463,7 +452,7 @@ func (s *Store) advanceLow() {
 		default:
 			return true
 		}
-		if err == nil && n < low {
+		if err == nil && n < lowCommit {
 			stale = append(stale, k)
 		}
 		return true

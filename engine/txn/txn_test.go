@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/segment"
 )
 
@@ -21,9 +22,19 @@ func openEngine(t *testing.T, dir string) *engine.Engine {
 	return e
 }
 
+func openAll(t *testing.T, dir string) (*engine.Engine, *commitlog.Store) {
+	t.Helper()
+	e := openEngine(t, dir)
+	cl, err := commitlog.Open(e, commitlog.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, cl
+}
+
 type offs chan int64
 
-func (c offs) AppendDone(off int64, err error) {
+func (c offs) Done(_, off int64, err error) {
 	if err != nil {
 		off = -1
 	}
@@ -54,20 +65,20 @@ func (c *checker) count(off int64) int {
 
 func TestPrepareCommitRollbackCheckRestart(t *testing.T) {
 	dir := t.TempDir()
-	e := openEngine(t, dir)
-	dest, err := e.CreateTopic("dest", 1, engine.TopicConfig{})
-	if err != nil {
+	e, cl := openAll(t, dir)
+	if _, err := cl.CreateTopic("dest", 1); err != nil {
 		t.Fatal(err)
 	}
+	dest := cl.Queue("dest", 0)
 	ck := &checker{checks: map[int64]int{}, live: true}
 	cfg := Config{Topic: "half", CheckInterval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, CheckMax: 3}
-	s, err := Open(e, cfg, ck.check, nil)
+	s, err := Open(e, cl, cfg, ck.check, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := make(offs, 4)
 	for _, v := range []string{"commit", "rollback", "undecided"} {
-		if err := s.Prepare("g", "dest", 0, nil, []byte(v), []segment.Header{{Key: []byte("h"), Value: []byte(v)}}, o); err != nil {
+		if err := s.Prepare("g", "dest", 0, []byte(v), []segment.Header{{Key: []byte("h"), Value: []byte(v)}}, o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,7 +86,7 @@ func TestPrepareCommitRollbackCheckRestart(t *testing.T) {
 	if a != 0 || b != 1 || c != 2 {
 		t.Fatal(a, b, c)
 	}
-	if dest.Partitions()[0].HighWatermark() != 0 {
+	if dest.Max() != 0 {
 		t.Fatal("half message visible")
 	}
 	got := make(chan error, 1)
@@ -91,8 +102,8 @@ func TestPrepareCommitRollbackCheckRestart(t *testing.T) {
 	if err := s.Rollback(b); err == nil {
 		t.Fatal("second rollback accepted")
 	}
-	if dest.Partitions()[0].HighWatermark() != 1 || s.Pending() != 1 {
-		t.Fatalf("hw %d pending %d", dest.Partitions()[0].HighWatermark(), s.Pending())
+	if dest.Max() != 1 || s.Pending() != 1 {
+		t.Fatalf("hw %d pending %d", dest.Max(), s.Pending())
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for ck.count(c) < 1 && time.Now().Before(deadline) {
@@ -104,11 +115,13 @@ func TestPrepareCommitRollbackCheckRestart(t *testing.T) {
 	// Restart: the undecided half is pending again with its check count.
 	ck.live = false
 	s.Close()
+	cl.Close()
 	e.Close()
-	e = openEngine(t, dir)
+	e, cl = openAll(t, dir)
 	defer e.Close()
+	defer cl.Close()
 	ck2 := &checker{checks: map[int64]int{}, live: true}
-	s, err = Open(e, cfg, ck2.check, nil)
+	s, err = Open(e, cl, cfg, ck2.check, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +140,8 @@ func TestPrepareCommitRollbackCheckRestart(t *testing.T) {
 	if s.Pending() != 0 || ck.count(c)+ck2.count(c) > cfg.CheckMax {
 		t.Fatalf("pending %d, checks %d+%d", s.Pending(), ck.count(c), ck2.count(c))
 	}
-	dest, _ = e.Topic("dest")
-	if dest.Partitions()[0].HighWatermark() != 1 {
+	dest = cl.Queue("dest", 0)
+	if dest.Max() != 1 {
 		t.Fatal("discarded half delivered")
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"quartet/engine"
 )
 
 // subscription is one topic subscription of a consumer group.
@@ -432,5 +430,3 @@ func (s *Server) unlockBatch(cmd *Command) *Out {
 	t.mu.Unlock()
 	return respond(cmd, respSuccess, "")
 }
-
-var _ = engine.ErrTopicExists

@@ -65,14 +65,10 @@ func TestMessageExtLayout(t *testing.T) {
 	st := stored{offset: 5, storeTS: 1000, bornTS: 900, bornHost: "10.0.0.1:5555", body: []byte("hello"),
 		props: []byte("TAGS\x01A\x02UNIQ_KEY\x01U1\x02")}
 	store := parseHostPort("127.0.0.1:10911")
-	phys := physOffset(3, 2, 5)
+	phys := int64(123456789)
 	b := appendMessageExt(nil, "topic", 2, phys, store, &st)
 	if int(binary.BigEndian.Uint32(b)) != len(b) || binary.BigEndian.Uint32(b[4:]) != magicV1 {
 		t.Fatalf("size/magic")
-	}
-	no, q, off := splitPhys(phys)
-	if no != 3 || q != 2 || off != 5 {
-		t.Fatal(no, q, off)
 	}
 	id := offsetMsgID(store, phys)
 	if p, ok := parseOffsetMsgID(id); !ok || p != phys || len(id) != 32 {

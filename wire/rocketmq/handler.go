@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"quartet/netpoll"
-	"quartet/segment"
 )
 
 var errorsIs = errors.Is
@@ -29,8 +28,8 @@ type conn struct {
 	c      netpoll.Conn
 	broker bool
 	remote string
-	out    []byte               // scratch for synchronous responses (loop only)
-	bb     segment.BatchBuilder // batch scratch for sends (loop only)
+	out    []byte      // scratch for synchronous responses (loop only)
+	sc     sendScratch // scratch for sends (loop only)
 
 	// Answers completed off the loop are gathered here and written with one
 	// Execute: a writer round completes many sends at once, and one write
@@ -208,9 +207,9 @@ func (cn *conn) dispatch(cmd *Command) {
 	case codeQueryConsumerOffset:
 		cn.reply(cmd, s.queryConsumerOffset(cmd))
 	case codeUpdateConsumerOffset:
-		// Every client sends this oneway (the Go client without the oneway
-		// flag, often just before closing): no answer is needed.
-		s.updateConsumerOffset(cmd)
+		// Answered unless flagged oneway (synchronous Java callers wait for
+		// it; the Go client sends it without the flag and drops the answer).
+		cn.reply(cmd, s.updateConsumerOffset(cmd))
 	case codeGetMaxOffset, codeGetMinOffset, codeGetEarliestMsgStoretime, codeSearchOffsetByTime:
 		cn.offLoop(cmd, func() *Out { return s.queueOffsets(cmd) })
 	case codeLockBatchMQ:
@@ -222,8 +221,8 @@ func (cn *conn) dispatch(cmd *Command) {
 		cmd.Body = body
 		cn.offLoop(cmd, func() *Out { return s.sendBack(cmd) })
 	case codeEndTransaction:
-		// Sent oneway by every client (the Go client without the flag).
-		go s.endTransaction(cmd)
+		// Answered unless flagged oneway, like UPDATE_CONSUMER_OFFSET.
+		cn.offLoop(cmd, func() *Out { return s.endTransaction(cmd) })
 	case codeViewMessageByID:
 		cn.offLoop(cmd, func() *Out { return s.viewMessage(cmd) })
 	case codeUpdateCreateTopic:

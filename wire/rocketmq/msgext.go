@@ -31,29 +31,8 @@ const (
 	sysFlagStoreV6    = 0x20
 )
 
-// Physical ("commit log") offsets name a message in the whole broker:
-//
-//	bit 63: 0 | bits 62..48: topic number | bits 47..40: queue | bits 39..0: queue offset
-//
-// so an offsetMsgId (store host + physical offset) leads back to the record.
-const (
-	physQueueBits  = 8
-	physOffsetBits = 40
-	physTopicMax   = 1<<15 - 1
-	physQueueMax   = 1<<physQueueBits - 1
-	physOffsetMax  = 1<<physOffsetBits - 1
-)
-
-func physOffset(topicNo int, queue int, off int64) int64 {
-	if topicNo <= 0 || topicNo > physTopicMax || queue < 0 || queue > physQueueMax || off < 0 || off > physOffsetMax {
-		return 0
-	}
-	return int64(topicNo)<<(physQueueBits+physOffsetBits) | int64(queue)<<physOffsetBits | off
-}
-
-func splitPhys(p int64) (topicNo int, queue int, off int64) {
-	return int(p >> (physQueueBits + physOffsetBits)), int(p>>physOffsetBits) & physQueueMax, p & physOffsetMax
-}
+// A message's physical offset is its commit-log offset (engine/commitlog):
+// an offsetMsgId (store host + physical offset) leads back to the record.
 
 // hostPort is an IPv4 address and port as MessageExt carries them.
 type hostPort struct {

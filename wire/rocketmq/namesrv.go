@@ -38,7 +38,7 @@ func (s *Server) nameServer(cmd *Command) *Out {
 
 func (s *Server) topicNames() []string {
 	var names []string
-	for _, t := range s.e.Topics() {
+	for _, t := range s.cl.Topics() {
 		names = append(names, t.Name)
 	}
 	sort.Strings(names)
@@ -63,7 +63,7 @@ func (s *Server) routeInfo(cmd *Command) *Out {
 		return respond(cmd, respSystemError, err.Error())
 	}
 	out := respond(cmd, respSuccess, "")
-	out.Body = s.appendRoute(nil, len(t.Partitions()))
+	out.Body = s.appendRoute(nil, t.Queues())
 	return out
 }
 

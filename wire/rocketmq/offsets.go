@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/segment"
 )
 
@@ -128,52 +128,42 @@ func (s *Server) updateConsumerOffset(cmd *Command) *Out {
 
 func (s *Server) logMetaErr(err error) { s.log.Warn("metadata write failed", "err", err) }
 
-// partition resolves topic/queue.
-func (s *Server) partition(topic string, queue int) (*engine.Partition, bool) {
-	t, ok := s.e.Topic(topic)
-	if !ok {
+// queue resolves topic/queue to its consume queue.
+func (s *Server) queue(topic string, queue int) (*commitlog.Queue, bool) {
+	t, ok := s.cl.Topic(topic)
+	if !ok || queue < 0 || queue >= t.Queues() {
 		return nil, false
 	}
-	ps := t.Partitions()
-	if queue < 0 || queue >= len(ps) {
-		return nil, false
-	}
-	return ps[queue], true
+	return s.cl.Queue(topic, queue), true
 }
 
 func (s *Server) queueOffsets(cmd *Command) *Out {
-	p, ok := s.partition(cmd.Str("topic"), int(cmd.Int("queueId")))
+	q, ok := s.queue(cmd.Str("topic"), int(cmd.Int("queueId")))
 	out := respond(cmd, respSuccess, "")
 	switch cmd.Code {
 	case codeGetMaxOffset:
 		var v int64
 		if ok {
-			v = p.HighWatermark()
+			v = q.Max()
 		}
 		out.SetInt("offset", v)
 	case codeGetMinOffset:
 		var v int64
 		if ok {
-			v = p.StartOffset()
+			v = q.Min()
 		}
 		out.SetInt("offset", v)
 	case codeSearchOffsetByTime:
 		var v int64
 		if ok {
-			v = p.HighWatermark()
-			if o, err := p.OffsetForTime(cmd.Int("timestamp")); err == nil && o >= 0 {
-				v = o
-			}
+			v, _ = q.OffsetForTime(cmd.Int("timestamp"))
 		}
 		out.SetInt("offset", v)
 	case codeGetEarliestMsgStoretime:
 		var ts int64 = -1
 		if ok {
-			if b, err := p.ReadBytes(nil, p.StartOffset(), 64<<10); err == nil {
-				_ = forEachRecord(b, func(r *segment.Record) error {
-					ts = r.Timestamp
-					return errStop
-				})
+			if c, found := q.CommitOffset(q.Min()); found {
+				s.cl.ReadAt(c, func(_ string, _ int, r *segment.Record) { ts = r.Timestamp })
 			}
 		}
 		if ts < 0 {
@@ -182,61 +172,4 @@ func (s *Server) queueOffsets(cmd *Command) *Out {
 		out.SetInt("timestamp", ts)
 	}
 	return out
-}
-
-// --- topic numbers (for physical offsets) ---
-
-const topicNoNamespace = "rmq.topicno"
-
-type topicNumbers struct {
-	mu   sync.Mutex
-	meta metaStore
-	byNo map[int]string
-	no   map[string]int
-	next int
-}
-
-func (t *topicNumbers) load(m metaStore) error {
-	t.meta = m
-	t.byNo = map[int]string{}
-	t.no = map[string]int{}
-	t.next = 1
-	m.Range(topicNoNamespace, func(k string, v []byte) bool {
-		n, err := strconv.Atoi(string(v))
-		if err == nil && n > 0 {
-			t.byNo[n] = k
-			t.no[k] = n
-			if n >= t.next {
-				t.next = n + 1
-			}
-		}
-		return true
-	})
-	return nil
-}
-
-// number returns topic's number, assigning one (durably) on first use; 0
-// when the number space is exhausted.
-func (t *topicNumbers) number(topic string) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if n, ok := t.no[topic]; ok {
-		return n
-	}
-	if t.next > physTopicMax {
-		return 0
-	}
-	n := t.next
-	t.next++
-	t.no[topic] = n
-	t.byNo[n] = topic
-	t.meta.Put(topicNoNamespace, topic, []byte(strconv.Itoa(n)), func(error) {})
-	return n
-}
-
-func (t *topicNumbers) topic(n int) (string, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	name, ok := t.byNo[n]
-	return name, ok
 }

@@ -3,8 +3,9 @@ package rocketmq
 // PULL_MESSAGE (11). Responses FOUND (0) / PULL_NOT_FOUND (19) /
 // PULL_RETRY_IMMEDIATELY (20) / PULL_OFFSET_MOVED (21) always carry
 // nextBeginOffset, minOffset and maxOffset. A pull at the end of the queue
-// with the suspend flag parks on the partition (Partition.Wait) until a new
-// message arrives or suspendTimeoutMillis passes (Conn.AfterFunc). Tags are
+// with the suspend flag parks on the consume queue (Queue.Wait) until a new
+// message arrives or suspendTimeoutMillis passes (Conn.AfterFunc). Messages
+// are read from the commit log at the offsets the consume queue lists. Tags are
 // filtered on the broker by hash code, from the pull's own expression when it
 // carries one, else from the group's heartbeat subscription.
 
@@ -15,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/netpoll"
 	"quartet/segment"
 )
@@ -38,6 +39,8 @@ const (
 	pullMsgsMax   = 1024
 	pullBytesMax  = 4 << 20 // response body budget
 	pullReadBytes = 1 << 20 // one read from the log
+	pullScanMax   = 256     // queue entries looked at per Scan
+	pullScansMax  = 16      // Scans per pull (bounds a tag-filtered pull)
 	suspendMax    = 60 * time.Second
 )
 
@@ -50,7 +53,7 @@ type pullReq struct {
 	offset  int64
 	max     int
 	sub     *subscription
-	p       *engine.Partition
+	q       *commitlog.Queue
 	suspend time.Duration
 }
 
@@ -69,16 +72,16 @@ func (cn *conn) pullMessage(cmd *Command) {
 	if req.max > pullMsgsMax {
 		req.max = pullMsgsMax
 	}
-	p, ok := s.partition(req.topic, req.queue)
+	q, ok := s.queue(req.topic, req.queue)
 	if !ok {
-		if _, ok := s.e.Topic(req.topic); ok {
+		if _, ok := s.cl.Topic(req.topic); ok {
 			cn.reply(cmd, respond(cmd, respSystemError, "queueId "+strconv.Itoa(req.queue)+" out of range"))
 			return
 		}
 		cn.reply(cmd, respond(cmd, respTopicNotExist, "topic["+req.topic+"] not exist, apply first please!"))
 		return
 	}
-	req.p = p
+	req.q = q
 	sysFlag := cmd.Int("sysFlag")
 	if sysFlag&pullFlagSubscription != 0 && (cmd.Str("expressionType") == "" || cmd.Str("expressionType") == "TAG") {
 		req.sub = newSubscription(req.topic, cmd.Str("subscription"))
@@ -96,7 +99,7 @@ func (cn *conn) pullMessage(cmd *Command) {
 			req.suspend = suspendMax
 		}
 	}
-	min, max := p.StartOffset(), p.HighWatermark()
+	min, max := q.Offsets()
 	switch {
 	case req.offset < min || req.offset > max:
 		next := min
@@ -128,11 +131,11 @@ func (cn *conn) park(cmd *Command, req *pullReq) {
 			if c := pk.cancel.Load(); c != nil {
 				(*c)()
 			}
-			min, max := req.p.StartOffset(), req.p.HighWatermark()
+			min, max := req.q.Offsets()
 			l.fill(pullStatus(&Out{Code: respPullNotFound, Remark: "no new message"}, req.offset, min, max))
 		}
 	})
-	cancel := req.p.Wait(req.offset, func() {
+	cancel := req.q.Wait(req.offset, func() {
 		if pk.claimed.CompareAndSwap(false, true) {
 			pk.timer.Stop()
 			go l.fill(s.readPull(req))
@@ -157,70 +160,49 @@ func pullStatus(out *Out, next, min, max int64) *Out {
 
 // readPull reads messages for req (off the loop).
 func (s *Server) readPull(req *pullReq) *Out {
-	p := req.p
+	q := req.q
 	store := *s.storeHost.Load()
-	no := s.topicNos.number(req.topic)
 	var body []byte
 	var props []byte
 	var st stored
-	next := req.offset
-	found, scanned := 0, 0
+	found := 0
 	buf := getReadBuf()
 	defer putReadBuf(buf)
-	for found < req.max && len(body) < pullBytesMax {
-		hw := p.HighWatermark()
-		if next >= hw {
-			break
-		}
-		b, err := p.ReadBytes((*buf)[:0], next, pullReadBytes)
-		if err != nil {
-			if found == 0 && scanned == 0 {
-				min := p.StartOffset()
-				if next < min {
-					return pullStatus(&Out{Code: respPullOffsetMoved, Remark: "offset moved"}, min, min, hw)
-				}
-				s.log.Warn("pull: read failed", "topic", req.topic, "queue", req.queue, "offset", next, "err", err)
-				return pullStatus(&Out{Code: respSystemError, Remark: err.Error()}, next, min, hw)
-			}
-			break
-		}
-		*buf = b[:0]
-		progressed := false
-		err = forEachRecord(b, func(r *segment.Record) error {
-			if r.Offset < next {
-				return nil
-			}
+	next := req.offset
+	for i := 0; i < pullScansMax && found < req.max && len(body) < pullBytesMax; i++ {
+		from := next
+		var err error
+		next, err = q.Scan(from, pullScanMax, buf, func(qoff, coff int64, r *segment.Record) error {
 			if found >= req.max || len(body) >= pullBytesMax {
-				return errStop
+				return commitlog.ErrStop
 			}
-			progressed = true
-			scanned++
-			next = r.Offset + 1
 			props = st.fromRecord(r, props)
 			if !req.sub.matches(st.tags) {
 				return nil
 			}
+			st.offset = qoff
 			found++
-			body = appendMessageExt(body, req.topic, req.queue, physOffset(no, req.queue, r.Offset), store, &st)
+			body = appendMessageExt(body, req.topic, req.queue, coff, store, &st)
 			return nil
 		})
 		if err != nil {
-			s.log.Warn("pull: bad batch", "topic", req.topic, "queue", req.queue, "offset", next, "err", err)
-			if !progressed {
-				next++ // skip what cannot be decoded
+			min, max := q.Offsets()
+			if found == 0 && next == req.offset {
+				if errors.Is(err, segment.ErrOffsetOutOfRange) || next < min {
+					return pullStatus(&Out{Code: respPullOffsetMoved, Remark: "offset moved"}, min, min, max)
+				}
+				s.log.Warn("pull: read failed", "topic", req.topic, "queue", req.queue, "offset", next, "err", err)
+				return pullStatus(&Out{Code: respSystemError, Remark: err.Error()}, next, min, max)
 			}
+			s.log.Warn("pull: read failed", "topic", req.topic, "queue", req.queue, "offset", next, "err", err)
+			break
 		}
-		if !progressed && err == nil {
-			// Control batches or a gap (compacted / transactional markers):
-			// move on to the next readable offset.
-			if h, herr := segment.ParseBatchHeader(b); herr == nil && h.LastOffset() >= next {
-				next = h.LastOffset() + 1
-			} else {
-				break
-			}
+		if next == from {
+			break // at the end of the queue
 		}
 	}
-	min, max := p.StartOffset(), p.HighWatermark()
+	s.msgsOut.Add(uint64(found))
+	min, max := q.Offsets()
 	switch {
 	case found > 0:
 		out := pullStatus(&Out{Code: respSuccess}, next, min, max)

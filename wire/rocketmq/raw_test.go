@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,81 @@ func TestRawBadInput(t *testing.T) {
 	r = rawCall(t, b2.nsAddr, codeGetRouteInfoByTopic, []Field{{"topic", "TBW102"}}, nil)
 	if r.Code != respSuccess || !strings.Contains(string(r.Body), `"brokerAddrs":{"0":"`+b2.brAddr+`"}`) {
 		t.Fatalf("%+v %s", r, r.Body)
+	}
+}
+
+// rawOn sends one request on c and returns the next response read.
+func rawOn(t *testing.T, c net.Conn, o *Out) *Command {
+	t.Helper()
+	if _, err := c.Write(AppendCommand(nil, o)); err != nil {
+		t.Fatal(err)
+	}
+	return rawRead(t, c)
+}
+
+// UPDATE_CONSUMER_OFFSET (15) and END_TRANSACTION (37) are answered unless
+// flagged oneway.
+func TestRawUpdateOffsetAndEndTransactionAnswered(t *testing.T) {
+	b := startBroker(t, t.TempDir(), DefaultConfig())
+	c, err := net.Dial("tcp", b.brAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	upd := []Field{{"consumerGroup", "g"}, {"topic", "TBW102"}, {"queueId", "1"}, {"commitOffset", "5"}}
+	r := rawOn(t, c, &Out{Code: codeUpdateConsumerOffset, Opaque: 11, Ext: upd})
+	if r.Code != respSuccess || r.Opaque != 11 || !r.IsResponse() {
+		t.Fatalf("UPDATE_CONSUMER_OFFSET: %+v", r)
+	}
+	// Oneway: no answer, so the next answer read is the query's.
+	upd[3].V = "6"
+	if _, err := c.Write(AppendCommand(nil, &Out{Code: codeUpdateConsumerOffset, Opaque: 12, Flag: flagOneway, Ext: upd})); err != nil {
+		t.Fatal(err)
+	}
+	r = rawOn(t, c, &Out{Code: codeQueryConsumerOffset, Opaque: 13, Ext: upd[:3]})
+	if r.Opaque != 13 || r.Code != respSuccess || r.Str("offset") != "6" {
+		t.Fatalf("QUERY_CONSUMER_OFFSET after a oneway update: %+v", r)
+	}
+
+	// END_TRANSACTION for no half message: an error answer.
+	end := func(opaque int32, commitLog string, decision string) *Command {
+		return rawOn(t, c, &Out{Code: codeEndTransaction, Opaque: opaque, Ext: []Field{
+			{"producerGroup", "pg"}, {"tranStateTableOffset", "0"}, {"commitLogOffset", commitLog},
+			{"commitOrRollback", decision}, {"fromTransactionCheck", "false"}, {"msgId", "x"}}})
+	}
+	r = end(14, "999999", "8")
+	if r.Code != respSystemError || r.Opaque != 14 {
+		t.Fatalf("END_TRANSACTION unknown: %+v", r)
+	}
+	// A prepared message, committed by END_TRANSACTION, becomes visible.
+	send := rawOn(t, c, &Out{Code: codeSendMessage, Opaque: 15, Ext: []Field{
+		{"producerGroup", "pg"}, {"topic", "txraw"}, {"queueId", "2"}, {"sysFlag", "4"},
+		{"bornTimestamp", "1"}, {"flag", "0"}, {"properties", "TRAN_MSG\x01true\x02PGROUP\x01pg\x02UNIQ_KEY\x01u1\x02"}},
+		Body: []byte("half")})
+	if send.Code != respSuccess || send.Opaque != 15 {
+		t.Fatalf("prepare: %+v", send)
+	}
+	phys, ok := parseOffsetMsgID(send.Str("msgId"))
+	if !ok {
+		t.Fatalf("msgId %q", send.Str("msgId"))
+	}
+	maxOff := func(opaque int32) string {
+		r := rawOn(t, c, &Out{Code: codeGetMaxOffset, Opaque: opaque, Ext: []Field{{"topic", "txraw"}, {"queueId", "2"}}})
+		return r.Str("offset")
+	}
+	if m := maxOff(16); m != "0" {
+		t.Fatalf("half message visible: max offset %s", m)
+	}
+	r = end(17, strconv.FormatInt(phys, 10), strconv.Itoa(sysFlagTxnCommit))
+	if r.Code != respSuccess || r.Opaque != 17 {
+		t.Fatalf("END_TRANSACTION commit: %+v", r)
+	}
+	if m := maxOff(18); m != "1" {
+		t.Fatalf("committed message not visible: max offset %s", m)
+	}
+	// Committing twice: the half is no longer pending.
+	r = end(19, strconv.FormatInt(phys, 10), strconv.Itoa(sysFlagTxnCommit))
+	if r.Code != respSystemError || r.Opaque != 19 {
+		t.Fatalf("second commit: %+v", r)
 	}
 }

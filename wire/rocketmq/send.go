@@ -1,9 +1,10 @@
 package rocketmq
 
 // SEND_MESSAGE (10), SEND_MESSAGE_V2 (310, abbreviated header names),
-// SEND_BATCH_MESSAGE (320). A message becomes one record of a RecordBatch v2
-// appended to the topic's partition (queue); SEND_OK is answered only when the
-// append has completed (after fdatasync under flush=sync). Messages with a
+// SEND_BATCH_MESSAGE (320). A send becomes one RecordBatch v2 (a record per
+// message) appended to the commit log, tagged with its topic and queue;
+// SEND_OK is answered only when the append has completed (after fdatasync
+// under flush=sync) and carries the queue offset the consume queue assigned. Messages with a
 // DELAY property go to the delay schedule, prepared transactional messages to
 // the half-message store, retries beyond maxReconsumeTimes to %DLQ%<group>.
 // Differences from the Java broker: a queueId beyond the topic's queues is
@@ -19,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/segment"
 )
 
@@ -65,8 +66,8 @@ func (cn *conn) sendMessage(cmd *Command) {
 		return
 	}
 	l := cn.later(cmd)
-	if t, ok := s.e.Topic(req.topic); ok && !strings.HasPrefix(req.topic, prefixRetry) {
-		s.store(req, t, l, &cn.bb) // on the loop: the append copies the bodies
+	if t, ok := s.cl.Topic(req.topic); ok && !strings.HasPrefix(req.topic, prefixRetry) {
+		s.store(req, t, l, &cn.sc) // on the loop: the append copies the bodies
 		return
 	}
 	req.own() // bodies alias the frame: copy before leaving the loop
@@ -92,7 +93,7 @@ func (req *sendReq) own() {
 }
 
 // topicForSend resolves the destination, applying the retry → DLQ rule.
-func (s *Server) topicForSend(req *sendReq) (*engine.Topic, error) {
+func (s *Server) topicForSend(req *sendReq) (*commitlog.Topic, error) {
 	if strings.HasPrefix(req.topic, prefixRetry) {
 		max := req.maxRecons
 		if max <= 0 {
@@ -200,15 +201,21 @@ func (s *Server) delayLevelOf(ps []prop) int {
 	return n
 }
 
-// store routes req to the half store, the delay schedule or the partition and
-// answers through l.
-func (s *Server) store(req *sendReq, t *engine.Topic, l *later, bb *segment.BatchBuilder) {
-	parts := t.Partitions()
+// sendScratch is reused by sends on one loop.
+type sendScratch struct {
+	msgs []commitlog.Message
+	hdrs []segment.Header
+}
+
+// store routes req to the half store, the delay schedule or the commit log
+// and answers through l.
+func (s *Server) store(req *sendReq, t *commitlog.Topic, l *later, sc *sendScratch) {
+	n := t.Queues()
 	q := req.queue
 	if q < 0 {
-		q = int(time.Now().UnixNano() % int64(len(parts)))
+		q = int(time.Now().UnixNano() % int64(n))
 	}
-	q %= len(parts)
+	q %= n
 	first := &req.msgs[0]
 	if !req.batch && isPrepared(first) {
 		s.prepareHalf(req, t.Name, q, l)
@@ -220,20 +227,24 @@ func (s *Server) store(req *sendReq, t *engine.Topic, l *later, bb *segment.Batc
 			return
 		}
 	}
-	if bb == nil {
-		bb = new(segment.BatchBuilder)
+	if sc == nil {
+		sc = new(sendScratch)
 	}
-	bb.Reset()
 	now := time.Now().UnixMilli()
-	var hdrs []segment.Header
+	msgs, hdrs := sc.msgs[:0], sc.hdrs[:0]
 	for i := range req.msgs {
 		m := &req.msgs[i]
 		m.props = delProp(m.props, propDelay)
-		hdrs = m.headers(hdrs[:0])
-		bb.Add(now, nil, m.body, hdrs)
+		h0 := len(hdrs)
+		hdrs = m.headers(hdrs)
+		msgs = append(msgs, commitlog.Message{Timestamp: now, Value: m.body, Headers: hdrs[h0:len(hdrs):len(hdrs)]})
 	}
-	d := &sendDone{s: s, l: l, topic: t.Name, queue: q, n: len(req.msgs), uniq: getProp(first.props, propUniqKey)}
-	if err := parts[q].Append(bb.Bytes(), d); err != nil {
+	d := &sendDone{s: s, l: l, topic: t.Name, queue: q, n: len(req.msgs)}
+	err := s.cl.Append(t.Name, q, msgs, d)
+	clear(msgs)
+	clear(hdrs)
+	sc.msgs, sc.hdrs = msgs[:0], hdrs[:0]
+	if err != nil {
 		l.fill(&Out{Code: respSystemError, Remark: err.Error()})
 	}
 }
@@ -253,30 +264,31 @@ type sendDone struct {
 	topic string
 	queue int
 	n     int
-	uniq  string
 	txnID string
 }
 
-func (d *sendDone) AppendDone(base int64, err error) {
+func (d *sendDone) Done(qoff, coff int64, err error) {
 	if err != nil {
 		d.s.log.Warn("append failed", "topic", d.topic, "queue", d.queue, "err", err)
 		d.l.fill(&Out{Code: respSystemError, Remark: "store failed: " + err.Error()})
 		return
 	}
-	d.l.fill(d.s.sendOK(d.topic, d.queue, base, d.n, d.txnID))
+	d.s.msgsIn.Add(uint64(d.n))
+	d.l.fill(d.s.sendOK(d.queue, qoff, coff, d.n, d.txnID))
 }
 
-func (s *Server) sendOK(topic string, queue int, base int64, n int, txnID string) *Out {
-	no := s.topicNos.number(topic)
+// sendOK is SEND_OK for n messages stored from commit-log offset coff, the
+// first at queue offset qoff of queue.
+func (s *Server) sendOK(queue int, qoff, coff int64, n int, txnID string) *Out {
 	store := *s.storeHost.Load()
 	ids := make([]string, 0, n)
 	for i := 0; i < n; i++ {
-		ids = append(ids, offsetMsgID(store, physOffset(no, queue, base+int64(i))))
+		ids = append(ids, offsetMsgID(store, coff+int64(i)))
 	}
 	out := &Out{Code: respSuccess}
 	out.Set("msgId", strings.Join(ids, ","))
 	out.SetInt("queueId", int64(queue))
-	out.SetInt("queueOffset", base)
+	out.SetInt("queueOffset", qoff)
 	if txnID != "" {
 		out.Set("transactionId", txnID)
 	}
@@ -286,16 +298,13 @@ func (s *Server) sendOK(topic string, queue int, base int64, n int, txnID string
 }
 
 // appendWait appends one message to topic/queue and waits (off the loop).
-func (s *Server) appendWait(m *message, t *engine.Topic, q int) (int64, error) {
-	parts := t.Partitions()
-	if q < 0 || q >= len(parts) {
+func (s *Server) appendWait(m *message, t *commitlog.Topic, q int) (int64, error) {
+	if q < 0 || q >= t.Queues() {
 		q = 0
 	}
-	var bb segment.BatchBuilder
-	bb.Reset()
-	bb.Add(time.Now().UnixMilli(), nil, m.body, m.headers(nil))
 	ch := make(chan appendResult, 1)
-	if err := parts[q].Append(bb.Bytes(), appendChan(ch)); err != nil {
+	msg := []commitlog.Message{{Timestamp: time.Now().UnixMilli(), Value: m.body, Headers: m.headers(nil)}}
+	if err := s.cl.Append(t.Name, q, msg, commitlog.CompleterFunc(func(qoff, _ int64, err error) { ch <- appendResult{qoff, err} })); err != nil {
 		return 0, err
 	}
 	r := <-ch
@@ -306,7 +315,3 @@ type appendResult struct {
 	off int64
 	err error
 }
-
-type appendChan chan appendResult
-
-func (c appendChan) AppendDone(base int64, err error) { c <- appendResult{base, err} }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/engine/delay"
 	"quartet/engine/txn"
 	"quartet/netpoll"
@@ -90,7 +91,14 @@ type Config struct {
 	// ClientExpiry drops a client that has sent no heartbeat for this long
 	// (default 120 s).
 	ClientExpiry time.Duration
+	// RetentionAge and RetentionBytes bound the commit log (0: keep
+	// everything); whole segments go, never the active one.
+	RetentionAge   time.Duration
+	RetentionBytes int64
 }
+
+// queuesMax bounds a topic's queues.
+const queuesMax = 1024
 
 // DefaultConfig returns the defaults (auto-create on, 4 queues per topic).
 func DefaultConfig() Config {
@@ -109,8 +117,8 @@ func (c *Config) fill() {
 	if c.QueuesPerTopic <= 0 {
 		c.QueuesPerTopic = 4
 	}
-	if c.QueuesPerTopic > physQueueMax+1 {
-		c.QueuesPerTopic = physQueueMax + 1
+	if c.QueuesPerTopic > queuesMax {
+		c.QueuesPerTopic = queuesMax
 	}
 	if c.MessageBytesMax <= 0 {
 		c.MessageBytesMax = 4 << 20
@@ -187,14 +195,17 @@ type Server struct {
 
 	ns, br *netpoll.Protocol
 
-	topicNos topicNumbers
-	reg      registry
-	locks    lockTable
-	offs     offsetStore
+	cl    *commitlog.Store
+	reg   registry
+	locks lockTable
+	offs  offsetStore
 
 	delayLevels []time.Duration
 	delay       *delay.Scheduler
 	txn         *txn.Store
+
+	msgsIn  atomic.Uint64 // messages accepted from producers
+	msgsOut atomic.Uint64 // messages delivered to consumers
 
 	opaque atomic.Int32
 	closed atomic.Bool
@@ -219,20 +230,23 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 	s.SetBrokerAddr(cfg.BrokerAddr)
 	s.reg.init()
 	s.locks.init()
-	if err := s.topicNos.load(e.Meta()); err != nil {
-		return nil, err
-	}
 	s.offs.init(e.Meta())
-	if _, ok := e.Topic(topicDefault); !ok {
-		if _, err := e.CreateTopic(topicDefault, cfg.QueuesPerTopic, engine.TopicConfig{}); err != nil && !isExists(err) {
-			return nil, fmt.Errorf("rocketmq: create %s: %w", topicDefault, err)
-		}
-	}
-	s.delay, err = delay.Open(e, delay.Config{Topic: topicSchedule, Levels: levels}, s.log)
+	s.cl, err = commitlog.Open(e, commitlog.Config{RetentionAge: cfg.RetentionAge, RetentionBytes: cfg.RetentionBytes}, s.log)
 	if err != nil {
 		return nil, err
 	}
-	s.txn, err = txn.Open(e, txn.Config{
+	if _, ok := s.cl.Topic(topicDefault); !ok {
+		if _, err := s.cl.CreateTopic(topicDefault, cfg.QueuesPerTopic); err != nil {
+			s.cl.Close()
+			return nil, fmt.Errorf("rocketmq: create %s: %w", topicDefault, err)
+		}
+	}
+	s.delay, err = delay.Open(e, s.cl, delay.Config{Topic: topicSchedule, Levels: levels}, s.log)
+	if err != nil {
+		s.cl.Close()
+		return nil, err
+	}
+	s.txn, err = txn.Open(e, s.cl, txn.Config{
 		Topic:         topicHalf,
 		CheckInterval: cfg.TransactionCheckInterval,
 		Timeout:       cfg.TransactionTimeout,
@@ -240,6 +254,7 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 	}, s.checkTransaction, s.log)
 	if err != nil {
 		s.delay.Close()
+		s.cl.Close()
 		return nil, err
 	}
 	s.ns = &netpoll.Protocol{Name: "rocketmq-namesrv", Framer: netpoll.LengthPrefixed32(frameBytesMax), FrameBytesNeeded: netpoll.LengthPrefixed32Needed,
@@ -251,7 +266,13 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-func isExists(err error) bool { return err != nil && errorsIs(err, engine.ErrTopicExists) }
+// MessageCounts returns the messages accepted from producers (each message
+// of a batch counts) and the messages delivered to consumers in pull
+// responses, since New.
+func (s *Server) MessageCounts() (in, out uint64) { return s.msgsIn.Load(), s.msgsOut.Load() }
+
+// CommitLog is the store under the broker (for statistics and tests).
+func (s *Server) CommitLog() *commitlog.Store { return s.cl }
 
 // NamesrvProtocol is the name server (port 9876).
 func (s *Server) NamesrvProtocol() *netpoll.Protocol { return s.ns }
@@ -303,7 +324,7 @@ func (s *Server) Close() error {
 	s.offs.flush(s.logMetaErr, func() {})
 	s.txn.Close()
 	s.delay.Close()
-	return nil
+	return s.cl.Close()
 }
 
 // janitor expires clients without heartbeats and stale locks.
@@ -326,10 +347,10 @@ func (s *Server) janitor() {
 	}
 }
 
-// topic returns the engine topic name, creating it when allowed. It may
-// block briefly (topic creation): call it off the loop.
-func (s *Server) topic(name string, create bool, queues int) (*engine.Topic, error) {
-	if t, ok := s.e.Topic(name); ok {
+// topic returns the topic, creating it when allowed. It may block briefly
+// (a catalog write): call it off the loop.
+func (s *Server) topic(name string, create bool, queues int) (*commitlog.Topic, error) {
+	if t, ok := s.cl.Topic(name); ok {
 		return t, nil
 	}
 	if !create {
@@ -341,20 +362,15 @@ func (s *Server) topic(name string, create bool, queues int) (*engine.Topic, err
 	if queues <= 0 {
 		queues = s.cfg.QueuesPerTopic
 	}
-	if queues > physQueueMax+1 {
-		queues = physQueueMax + 1
+	if queues > queuesMax {
+		queues = queuesMax
 	}
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
-	if t, ok := s.e.Topic(name); ok {
+	if t, ok := s.cl.Topic(name); ok {
 		return t, nil
 	}
-	t, err := s.e.CreateTopic(name, queues, engine.TopicConfig{})
-	if err != nil && isExists(err) {
-		if t, ok := s.e.Topic(name); ok {
-			return t, nil
-		}
-	}
+	t, err := s.cl.CreateTopic(name, queues)
 	if err == nil {
 		s.log.Info("topic created", "topic", name, "queues", queues)
 	}

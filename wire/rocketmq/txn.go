@@ -8,10 +8,9 @@ package rocketmq
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
-	"quartet/engine"
+	"quartet/engine/commitlog"
 	"quartet/engine/txn"
 	"quartet/segment"
 )
@@ -21,23 +20,18 @@ func (s *Server) scheduleDelayed(m *message, topic string, q, level int, l *late
 	m.props = delProp(m.props, propDelay)
 	m.props = setProp(m.props, propRealTopic, topic)
 	m.props = setProp(m.props, propRealQid, strconv.Itoa(q))
-	c := completer(func(off int64, err error) {
+	c := commitlog.CompleterFunc(func(qoff, coff int64, err error) {
 		if err != nil {
 			l.fill(&Out{Code: respSystemError, Remark: "store failed: " + err.Error()})
 			return
 		}
-		out := s.sendOK(topicSchedule, level-1, off, 1, "")
-		out.replace("queueId", strconv.Itoa(q))
-		l.fill(out)
+		s.msgsIn.Add(1)
+		l.fill(s.sendOK(q, qoff, coff, 1, ""))
 	})
-	if err := s.delay.Schedule(level, topic, q, nil, m.body, m.headers(nil), c); err != nil {
+	if err := s.delay.Schedule(level, topic, q, m.body, m.headers(nil), c); err != nil {
 		l.fill(&Out{Code: respSystemError, Remark: err.Error()})
 	}
 }
-
-type completer func(off int64, err error)
-
-func (f completer) AppendDone(off int64, err error) { f(off, err) }
 
 // prepareHalf stores a prepared transactional message.
 func (s *Server) prepareHalf(req *sendReq, topic string, q int, l *later) {
@@ -47,16 +41,15 @@ func (s *Server) prepareHalf(req *sendReq, topic string, q int, l *later) {
 	if g := getProp(m.props, propPGroup); g != "" {
 		group = g
 	}
-	c := completer(func(off int64, err error) {
+	c := commitlog.CompleterFunc(func(qoff, coff int64, err error) {
 		if err != nil {
 			l.fill(&Out{Code: respSystemError, Remark: "store failed: " + err.Error()})
 			return
 		}
-		out := s.sendOK(topicHalf, 0, off, 1, uniq)
-		out.replace("queueId", strconv.Itoa(q))
-		l.fill(out)
+		s.msgsIn.Add(1)
+		l.fill(s.sendOK(q, qoff, coff, 1, uniq))
 	})
-	if err := s.txn.Prepare(group, topic, q, nil, m.body, m.headers(nil), c); err != nil {
+	if err := s.txn.Prepare(group, topic, q, m.body, m.headers(nil), c); err != nil {
 		code := int16(respSystemError)
 		if errors.Is(err, txn.ErrFull) {
 			code = respSystemBusy
@@ -65,22 +58,12 @@ func (s *Server) prepareHalf(req *sendReq, topic string, q int, l *later) {
 	}
 }
 
-// halfOffset maps a commit log offset to a half-topic offset.
-func (s *Server) halfOffset(phys int64) (int64, bool) {
-	no, q, off := splitPhys(phys)
-	name, ok := s.topicNos.topic(no)
-	if !ok || name != topicHalf || q != 0 {
-		return 0, false
-	}
-	return off, true
-}
-
 func (s *Server) endTransaction(cmd *Command) *Out {
 	phys := cmd.Int("commitLogOffset")
-	off, ok := s.halfOffset(phys)
-	if !ok {
+	if _, ok := s.txn.Get(phys); !ok {
 		return respond(cmd, respSystemError, "find prepared transaction message failed")
 	}
+	off := phys
 	switch cmd.Int("commitOrRollback") {
 	case sysFlagTxnCommit:
 		ch := make(chan error, 1)
@@ -110,11 +93,11 @@ func (s *Server) checkTransaction(h *txn.Half) bool {
 	if cn == nil {
 		return false
 	}
-	no := s.topicNos.number(topicHalf)
-	phys := physOffset(no, 0, h.Offset)
+	phys := h.Offset
 	var st stored
 	rec := segment.Record{Offset: h.Offset, Timestamp: h.Timestamp, Value: h.Value, Headers: h.Headers}
 	st.fromRecord(&rec, nil)
+	st.offset = h.QueueOffset
 	st.prepared = 0
 	store := *s.storeHost.Load()
 	body := appendMessageExt(nil, h.Topic, h.Partition, phys, store, &st)
@@ -132,7 +115,7 @@ func (s *Server) checkTransaction(h *txn.Half) bool {
 		txnID = uniq
 	}
 	cn.send(codeCheckTransactionState, []Field{
-		{"tranStateTableOffset", strconv.FormatInt(h.Offset, 10)},
+		{"tranStateTableOffset", strconv.FormatInt(h.QueueOffset, 10)},
 		{"commitLogOffset", strconv.FormatInt(phys, 10)},
 		{"msgId", uniq},
 		{"transactionId", txnID},
@@ -141,34 +124,20 @@ func (s *Server) checkTransaction(h *txn.Half) bool {
 	return true
 }
 
-// readAt returns the stored message at a physical offset (copied).
+// readAt returns the stored message at a commit-log offset (copied).
 func (s *Server) readAt(phys int64) (topic string, queue int, st stored, props []prop, ok bool) {
-	no, q, off := splitPhys(phys)
-	name, found := s.topicNos.topic(no)
-	if !found {
-		return
-	}
-	p, found := s.partition(name, q)
-	if !found {
-		return
-	}
-	b, err := p.ReadBytes(nil, off, 1<<20)
-	if err != nil {
-		return
-	}
-	_ = forEachRecord(b, func(r *segment.Record) error {
-		if r.Offset != off {
-			return nil
-		}
+	ok, _ = s.cl.ReadAt(phys, func(t string, q int, r *segment.Record) {
+		topic, queue = t, q
 		buf := st.fromRecord(r, nil)
 		st.body = append([]byte(nil), st.body...)
 		st.tags = nil
 		st.props = append([]byte(nil), buf...)
 		props = parseProps(nil, string(st.props))
-		ok = true
-		return errStop
 	})
-	return name, q, st, props, ok
+	if ok {
+		st.offset, _ = s.cl.Queue(topic, queue).QueueOffset(phys)
+	}
+	return topic, queue, st, props, ok
 }
 
 func (s *Server) sendBack(cmd *Command) *Out {
@@ -225,7 +194,7 @@ func (s *Server) sendBack(cmd *Command) *Out {
 	m.props = setProp(m.props, propRealTopic, retry)
 	m.props = setProp(m.props, propRealQid, "0")
 	ch := make(chan error, 1)
-	err := s.delay.Schedule(level, retry, 0, nil, m.body, m.headers(nil), completer(func(_ int64, err error) { ch <- err }))
+	err := s.delay.Schedule(level, retry, 0, m.body, m.headers(nil), commitlog.CompleterFunc(func(_, _ int64, err error) { ch <- err }))
 	if err == nil {
 		select {
 		case err = <-ch:
@@ -249,6 +218,3 @@ func (s *Server) viewMessage(cmd *Command) *Out {
 	out.Body = appendMessageExt(nil, topic, q, phys, *s.storeHost.Load(), &st)
 	return out
 }
-
-var _ = strings.HasPrefix
-var _ = engine.ErrTopicExists
