@@ -38,6 +38,7 @@ type producePart struct {
 	base      int64
 	logAppend int64
 	logStart  int64
+	records   int64 // in the batches appended (counted when the append succeeds)
 	part      *engine.Partition
 	pend      producer.Pending
 }
@@ -49,6 +50,7 @@ func (pp *producePart) AppendDone(base int64, err error) {
 		pp.code = appendErrCode(err)
 	} else {
 		pp.base = base
+		pp.ctx.s.msgsIn.Add(uint64(pp.records))
 	}
 	pp.ctx.partDone()
 }
@@ -293,6 +295,7 @@ func (s *Server) producePartition(pp *producePart, t *engine.Topic, recs []byte)
 		pp.logAppend = now
 	}
 	if h.ProducerID < 0 {
+		pp.records = batchRecords(recs, &h)
 		pp.ctx.left.Add(1)
 		if err := p.Append(recs, pp); err != nil {
 			pp.code = appendErrCode(err)
@@ -319,6 +322,7 @@ func (s *Server) producePartition(pp *producePart, t *engine.Topic, recs []byte)
 		st.Unlock()
 		return
 	}
+	pp.records = int64(h.RecordCount)
 	pp.ctx.left.Add(1)
 	pp.pend = st.Record(&h)
 	if err := p.Append(recs, pp); err != nil {
@@ -330,4 +334,20 @@ func (s *Server) producePartition(pp *producePart, t *engine.Topic, recs []byte)
 		return
 	}
 	st.Unlock()
+}
+
+// batchRecords is the record count of the batches in recs from their headers
+// (first is the header of the first); the log validates the batches, so
+// a malformed tail only makes the append fail.
+func batchRecords(recs []byte, first *segment.BatchHeader) int64 {
+	n := int64(first.RecordCount)
+	for b := recs[min(max(first.Size(), 0), len(recs)):]; len(b) >= segment.BatchHeaderBytes; {
+		h, err := segment.ParseBatchHeader(b)
+		if err != nil || h.Size() <= 0 || h.Size() > len(b) {
+			break
+		}
+		n += int64(h.RecordCount)
+		b = b[h.Size():]
+	}
+	return n
 }

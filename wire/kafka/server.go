@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -63,6 +64,36 @@ type Server struct {
 	groups *group.Coordinator
 	prod   *producer.Manager
 	proto  netpoll.Protocol
+
+	// Records in (acknowledged produce) and out (served by fetches), each on
+	// its own cache line: every loop and the writer goroutine add to them.
+	_       [64]byte
+	msgsIn  atomic.Uint64
+	_       [56]byte
+	msgsOut atomic.Uint64
+	_       [56]byte
+}
+
+// MessageCounts reports the records accepted from producers (in) and the
+// records served to consumers (out) since New.
+//
+// in counts, from the batch headers, the records of every batch whose append
+// completed (under flush=sync: after fdatasync), for acks 0, 1 and -1 alike.
+// A batch refused (corrupt, too large, unknown partition, idempotence error)
+// or answered as a duplicate of an earlier one is not counted.
+//
+// out counts the records of each partition's range a Fetch response carries,
+// clipped to the fetch offset (a range starts at the batch holding it, and
+// the client skips the records before it), per response, so every consumer's
+// copy counts. It is counted when the response is queued, not when the last
+// byte leaves the socket. The count is offset arithmetic, not a walk of the
+// records: the base offset of the batch after the range (an 8-byte read next
+// to the range just served, in the page cache) minus the first offset served;
+// where the range ends at the end of a segment file, the range's 61-byte
+// batch headers are read instead. Offsets in a partition are dense (no
+// compaction, no transaction markers), so both are exact.
+func (s *Server) MessageCounts() (in, out uint64) {
+	return s.msgsIn.Load(), s.msgsOut.Load()
 }
 
 // New returns a Kafka server over e.
