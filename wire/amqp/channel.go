@@ -415,6 +415,8 @@ func (ch *channel) publish(m *queue.Message, mandatory bool, headers Table, tx *
 	if len(ch.dests) == 0 {
 		if mandatory {
 			ch.sendReturn(m, NoRoute, "NO_ROUTE")
+		} else {
+			ch.c.s.counts.in.Add(1)
 		}
 		if ch.confirm {
 			ch.send(&BasicAck{DeliveryTag: seq})
@@ -430,6 +432,9 @@ func (ch *channel) publish(m *queue.Message, mandatory bool, headers Table, tx *
 	}
 	accepted, waits, over, backlog := ch.vh().enqueue(m, ch.dests, done)
 	clear(ch.dests)
+	if accepted {
+		ch.c.s.counts.in.Add(1)
+	}
 	if over != nil && (!ch.confirm || backlog > flowReadyHighConfirm) {
 		ch.c.flowPause(over)
 	}

@@ -137,6 +137,7 @@ func (c *consumer) deliver(out []byte, e queue.Entry) {
 	out = AppendHeaderFrame(out, ch.id, ClassBasic, uint64(len(e.Msg.Body)), e.Msg.Props)
 	out = AppendBodyFrames(out, ch.id, e.Msg.Body, ch.c.frameMax)
 	ch.c.out = out
+	ch.c.s.counts.out.Add(1) // before Write: counted once the client can see it
 	ch.c.nc.Write(out)
 }
 
@@ -272,6 +273,7 @@ func (c *consumer) drain() {
 				c.unacked++
 			}
 		}
+		conn.s.counts.out.Add(uint64(len(es)))
 		conn.nc.Write(out)
 		if cap(out) > 256<<10 {
 			out = nil

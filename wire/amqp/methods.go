@@ -267,6 +267,7 @@ func (ch *channel) get(m *BasicGet) error {
 		Exchange: e.Msg.Exchange, RoutingKey: e.Msg.RoutingKey, MessageCount: uint32(ready)})
 	c.out = AppendHeaderFrame(c.out, ch.id, ClassBasic, uint64(len(e.Msg.Body)), e.Msg.Props)
 	c.out = AppendBodyFrames(c.out, ch.id, e.Msg.Body, c.frameMax)
+	c.s.counts.out.Add(1)
 	c.nc.Write(c.out)
 	return nil
 }

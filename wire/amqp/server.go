@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"quartet/engine"
@@ -60,6 +61,38 @@ type Server struct {
 	alarms alarms
 	stop   chan struct{}
 	once   sync.Once
+	counts messageCounts
+}
+
+// messageCounts are the per-message counters behind MessageCounts, written
+// by every event loop: each on its own cache line, so that publishers and
+// consumers on different loops do not contend with each other or with the
+// read-mostly fields of Server.
+type messageCounts struct {
+	_   [64]byte
+	in  atomic.Uint64 // messages the broker accepted from publishers
+	_   [56]byte
+	out atomic.Uint64 // deliveries to consumers (basic.deliver, basic.get-ok)
+	_   [56]byte
+}
+
+// MessageCounts reports the messages accepted from publishers (in) and
+// delivered to consumers (out) since New.
+//
+// in counts each published message once, when the broker accepts it: when
+// it is enqueued on every queue it routes to (on tx.commit for a
+// transactional channel), or when it routes nowhere and is not mandatory
+// (dropped and, under confirms, acked, as RabbitMQ counts it). Messages
+// refused by a queue (reject-publish overflow: basic.nack), returned as
+// unroutable (mandatory) or failing with a channel exception are not
+// counted. A durable store failure after enqueue (a late basic.nack) is
+// not subtracted.
+//
+// out counts every delivered copy: each basic.deliver (queue, stream and
+// direct reply-to consumers) and each basic.get-ok; a redelivery counts
+// again. basic.return is not a delivery.
+func (s *Server) MessageCounts() (in, out uint64) {
+	return s.counts.in.Load(), s.counts.out.Load()
 }
 
 // New returns the AMQP server over e, recovering durable exchanges, queues,

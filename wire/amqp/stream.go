@@ -233,6 +233,7 @@ func (c *consumer) drainStream() {
 		rest = rest[h.Size():]
 	}
 	if sent > 0 {
+		conn.s.counts.out.Add(uint64(sent))
 		conn.nc.Write(out)
 		conn.out = out
 		c.wake()
