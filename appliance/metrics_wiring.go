@@ -1,6 +1,8 @@
 package appliance
 
 import (
+	"log/slog"
+
 	"quartet/appliance/metrics"
 	"quartet/engine"
 	"quartet/netpoll"
@@ -47,6 +49,46 @@ func registerNetMetrics(reg *metrics.Registry, np *netpoll.Server) {
 			e.Counter(metrics.PausesTotal, "Reads paused by the global memory high-water mark.", float64(s.MemoryPauses), l...)
 			e.Counter(metrics.DropsTotal, "Messages dropped to slow consumers.", float64(s.Drops), l...)
 			e.Counter("quartet_sendfile_bytes_total", "Bytes sent by sendfile.", float64(s.SendfileBytes), l...)
+		}
+	})
+}
+
+// messageCounter is the method every wire server gets for the per-protocol
+// message counters (issue 8): in = messages accepted from publishers and
+// producers, out = messages delivered to consumers, per delivered copy.
+type messageCounter interface {
+	MessageCounts() (in, out uint64)
+}
+
+// countedServer is one protocol server that counts its messages.
+type countedServer struct {
+	protocol string // the netpoll protocol label: kafka, amqp, mqtt, rocketmq
+	mc       messageCounter
+}
+
+// countMessages keeps srv for /metrics when it has MessageCounts; a server
+// without it gets no quartet_messages_* series (logged once at start).
+func (p *protocolSet) countMessages(protocol string, srv any, logger *slog.Logger) {
+	mc, ok := srv.(messageCounter)
+	if !ok {
+		logger.Warn("protocol server has no message counters; quartet_messages_in_total/out_total not exported for it", "protocol", protocol)
+		return
+	}
+	p.counted = append(p.counted, countedServer{protocol: protocol, mc: mc})
+}
+
+// registerMessageMetrics exposes the messages in and out of every counted
+// protocol server.
+func registerMessageMetrics(reg *metrics.Registry, servers []countedServer) {
+	if len(servers) == 0 {
+		return
+	}
+	reg.Register(func(e *metrics.Emitter) {
+		for _, s := range servers {
+			in, out := s.mc.MessageCounts()
+			l := metrics.L("protocol", s.protocol)
+			e.Counter(metrics.MessagesInTotal, "Messages accepted from publishers and producers (Kafka: records).", float64(in), l)
+			e.Counter(metrics.MessagesOutTotal, "Messages delivered to consumers and subscribers, per delivered copy (Kafka: records fetched).", float64(out), l)
 		}
 	})
 }

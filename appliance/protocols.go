@@ -47,6 +47,7 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 			return fail(err)
 		}
 		p.closers = append(p.closers, srv.Close)
+		p.countMessages("kafka", srv, logger)
 		if err := p.addListener("kafka", ls.Kafka, srv.Protocol(), nil); err != nil {
 			return fail(err)
 		}
@@ -75,6 +76,7 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 			return fail(err)
 		}
 		p.closers = append(p.closers, srv.Close)
+		p.countMessages("amqp", srv, logger)
 		p.onMemoryAlarm = append(p.onMemoryAlarm, func(on bool) { srv.SetBlocked("memory", on) })
 		if err := p.addListener("amqp", ls.AMQP, srv.Protocol(), nil); err != nil {
 			return fail(err)
@@ -98,6 +100,7 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 			return fail(err)
 		}
 		p.closers = append(p.closers, srv.Close)
+		p.countMessages("mqtt", srv, logger)
 		for _, l := range []struct {
 			name string
 			l    Listener
@@ -128,6 +131,7 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 			return fail(err)
 		}
 		p.closers = append(p.closers, srv.Close)
+		p.countMessages("rocketmq", srv, logger)
 		if err := p.addListener("rocketmq_namesrv", ls.RocketMQNamesrv, srv.NamesrvProtocol(), nil); err != nil {
 			return fail(err)
 		}

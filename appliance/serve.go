@@ -49,6 +49,7 @@ func Serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		eng.Close()
 		return err
 	}
+	registerMessageMetrics(reg, protos.counted)
 	var np *netpoll.Server
 	closeAll := func() {
 		if np != nil {
@@ -141,6 +142,7 @@ type protocolSet struct {
 	names     []string // config name of each listener ("kafka", "mqtt_ws", ...)
 	closers   []func() error
 	onBound   []func(bound map[string]string)
+	counted   []countedServer // servers with MessageCounts, for /metrics
 	// onMemoryAlarm hears when the bytes buffered by all connections cross
 	// the memory high-water mark (on) and fall below the low one (off).
 	onMemoryAlarm []func(on bool)
