@@ -61,6 +61,7 @@ type Config struct {
 	Ceiling      bool          `json:"ceiling,omitempty"`
 	BatchRecords int           `json:"batch_records,omitempty"`
 	MaxBuffered  int           `json:"max_buffered,omitempty"` // franz-go MaxBufferedRecords per client
+	Consumer     string        `json:"consumer,omitempty"`     // franz (franz-go) or raw (pre-encoded Fetch, batch headers only)
 
 	// AMQP
 	Confirm     bool   `json:"confirm,omitempty"`
@@ -133,6 +134,7 @@ func newFlagSet(proto string, cfg *Config) *flag.FlagSet {
 		fs.BoolVar(&cfg.ConsumeOnly, "consume-only", false, "no producers: consume --topic from the beginning to its end (cold read)")
 		fs.BoolVar(&cfg.Ceiling, "ceiling", false, "write pre-encoded Produce requests into a discarding sink at --target (machine ceiling)")
 		fs.IntVar(&cfg.BatchRecords, "batch-records", 64, "records per pre-encoded request with --ceiling")
+		fs.StringVar(&cfg.Consumer, "consumer", "franz", "consumers: franz (franz-go, decodes every record, measures produce→consume latency) or raw (pre-encoded Fetch requests over TCP, reads only batch headers and discards the records: measures the broker's fetch path; no latency)")
 		fs.IntVar(&cfg.MaxBuffered, "max-buffered", 10000, "records a producer client buffers unacknowledged (franz-go MaxBufferedRecords; the closed-loop window)")
 	case "amqp":
 		fs.BoolVar(&cfg.Confirm, "confirm", false, "publisher confirms")
@@ -281,6 +283,15 @@ func (c *Config) validate() error {
 				c.Consumers = 1
 			}
 		}
+		switch c.Consumer {
+		case "franz":
+		case "raw":
+			if c.Group {
+				return errors.New("--consumer raw reads every partition itself; --group needs --consumer franz")
+			}
+		default:
+			return fmt.Errorf("--consumer %q: want franz or raw", c.Consumer)
+		}
 		if c.MaxBuffered < 1 {
 			return fmt.Errorf("--max-buffered %d: want >= 1", c.MaxBuffered)
 		}
@@ -352,7 +363,7 @@ func (c *Config) childArgs(role string) []string {
 			"--topic", c.Topic, "--group="+strconv.FormatBool(c.Group), "--linger", c.Linger.String(),
 			"--compression", c.Compression, "--consume-only="+strconv.FormatBool(c.ConsumeOnly),
 			"--ceiling="+strconv.FormatBool(c.Ceiling), "--batch-records", strconv.Itoa(c.BatchRecords),
-			"--max-buffered", strconv.Itoa(c.MaxBuffered))
+			"--max-buffered", strconv.Itoa(c.MaxBuffered), "--consumer", c.Consumer)
 	case "amqp":
 		a = append(a, "--confirm="+strconv.FormatBool(c.Confirm), "--durable="+strconv.FormatBool(c.Durable),
 			"--queues", strconv.Itoa(c.Queues), "--queue", c.Queue, "--prefetch", strconv.Itoa(c.Prefetch),

@@ -186,6 +186,9 @@ func (kafkaDriver) publish(ctx context.Context, c *Config, pe *pubEnv) error {
 }
 
 func (kafkaDriver) subscribe(ctx context.Context, c *Config, se *subEnv) error {
+	if c.Consumer == "raw" {
+		return subscribeRaw(ctx, c, se)
+	}
 	topics := topicNames(c)
 	if c.ConsumeOnly {
 		// A cold read is timed from T0: connect only then.

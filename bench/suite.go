@@ -48,8 +48,11 @@ var Scenarios = []Scenario{
 	{Name: "kafka-p4", Proto: "kafka", Doc: "franz-go, 4 producers, 1 KiB records, acks=-1, 4 partitions, 1 consumer reading along",
 		Args:        []string{"--producers", "4", "--consumers", "1", "--size", "1024", "--acks", "-1", "--partitions", "4"},
 		CeilingArgs: []string{"--producers", "4", "--size", "1024", "--acks", "-1"}},
-	{Name: "kafka-consume-cold", Proto: "kafka", Doc: "franz-go, 1 consumer reading the kafka-p4 topic from the beginning to its end (sendfile path); rate = records / time to the last record",
-		Args: []string{"--consume-only", "--consumers", "1", "--size", "1024"}, TopicOf: "kafka-p4"},
+	{Name: "kafka-consume-cold", Proto: "kafka", Doc: "raw consumer (pre-encoded Fetch v11, 1 MiB per partition, batch headers read, records discarded), 1 connection reading the kafka-p4 topic from the beginning to its end (sendfile path); rate = records / time to the last record",
+		Args: []string{"--consume-only", "--consumers", "1", "--size", "1024", "--consumer", "raw"}, TopicOf: "kafka-p4",
+		CeilingArgs: []string{"--producers", "1", "--size", "1024", "--acks", "-1"}},
+	{Name: "kafka-consume-cold-franz", Proto: "kafka", Doc: "as kafka-consume-cold with a franz-go consumer (decodes every record: the client's cost, not the broker's)",
+		Args: []string{"--consume-only", "--consumers", "1", "--size", "1024", "--consumer", "franz"}, TopicOf: "kafka-p4"},
 	{Name: "kafka-latency", Proto: "kafka", Doc: "kafka-p4 at a fixed rate of 50% of its measured peak: p50/p99/p99.9 produce→consume and produce→ack",
 		Args: []string{"--producers", "4", "--consumers", "1", "--size", "1024", "--acks", "-1", "--partitions", "4"}, RateOf: "kafka-p4", RateFrac: 0.5},
 
