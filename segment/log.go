@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Errors of the log.
@@ -80,9 +82,8 @@ type Log struct {
 	drained  *sync.Cond
 	onCommit func(hw int64)
 
-	flushOp   flushOp
-	unsynced  bool
-	flushBusy bool
+	unsynced bool // flush=async: completed writes not yet fdatasync'ed
+	flushing int  // flush=async: background fdatasyncs in flight
 }
 
 type repairPoint struct {
@@ -117,11 +118,6 @@ func init() {
 	}
 }
 
-type flushOp struct {
-	req Request
-	log *Log
-}
-
 // Open opens (creating if needed) the log in dir, recovering the tail of the
 // newest segment, and submits its writes to w.
 func Open(dir string, cfg Config, w Writer, logger *slog.Logger) (*Log, error) {
@@ -134,8 +130,6 @@ func Open(dir string, cfg Config, w Writer, logger *slog.Logger) (*Log, error) {
 	}
 	l := &Log{dir: dir, cfg: cfg, w: w, logger: logger.With("log", dir)}
 	l.drained = sync.NewCond(&l.mu)
-	l.flushOp.log = l
-	l.flushOp.req.Done = l.flushDone
 	if err := l.recover(); err != nil {
 		l.closeFiles()
 		return nil, err
@@ -375,42 +369,54 @@ func (l *Log) rollLocked() (*segment, error) {
 		}
 	}()
 	if l.cfg.Flush == FlushAsync && l.unsynced {
-		l.submitFlushLocked(old)
+		l.startFlushLocked(old) // the new segment is empty: nothing else is unsynced
 	}
 	return s, nil
 }
 
-// Flush queues an fdatasync of the active segment if completed writes are
-// not yet synced (flush=async's background interval calls this).
+// Flush starts a background fdatasync of the active segment if completed
+// writes are not yet synced and none is in flight (flush=async's background
+// interval calls this).
 func (l *Log) Flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || !l.unsynced || l.flushBusy {
+	if l.closed || !l.unsynced || l.flushing > 0 {
 		return
 	}
-	l.submitFlushLocked(l.segs[len(l.segs)-1])
+	l.startFlushLocked(l.segs[len(l.segs)-1])
 }
 
-func (l *Log) submitFlushLocked(s *segment) {
-	if l.flushBusy {
-		return
-	}
-	l.flushBusy, l.unsynced = true, false
-	l.flushOp.req.FD = int(s.file.Fd())
-	l.flushOp.req.Pos = 0
-	l.flushOp.req.Data = nil
-	l.flushOp.req.Sync = true
-	l.w.Submit(&l.flushOp.req)
+// startFlushLocked fdatasyncs s on a goroutine of its own, not through the
+// writer: under flush=async no append waits for it, and a sealed 1 GiB
+// segment can take a second to sync, which would stall every other log's
+// writes behind it on the shared writer thread.
+func (l *Log) startFlushLocked(s *segment) {
+	l.unsynced = false
+	l.flushing++
+	s.refs.Add(1)
+	go func() {
+		err := fdatasync(s.file)
+		s.release()
+		l.mu.Lock()
+		l.flushing--
+		if err != nil {
+			l.unsynced = true
+			l.logger.Error("segment background flush failed", "err", err)
+		}
+		if l.flushing == 0 {
+			l.drained.Broadcast()
+		}
+		l.mu.Unlock()
+	}()
 }
 
-func (l *Log) flushDone(_ *Request, err error) {
-	l.mu.Lock()
-	l.flushBusy = false
-	if err != nil {
-		l.unsynced = true
-		l.logger.Error("segment background flush failed", "err", err)
+func fdatasync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
 	}
-	l.mu.Unlock()
 }
 
 // Close waits for in-flight appends, syncs, writes the indexes and a clean
@@ -422,13 +428,8 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	for l.head != nil || l.flushBusy {
+	for l.head != nil || l.flushing > 0 {
 		l.drained.Wait()
-		if l.flushBusy && l.head == nil {
-			l.mu.Unlock()
-			time.Sleep(time.Millisecond)
-			l.mu.Lock()
-		}
 	}
 	var firstErr error
 	if len(l.segs) > 0 {

@@ -54,7 +54,7 @@ func benchCases() []benchCase {
 	// their ratio is less exposed to load drifting on a shared machine.
 	for _, sync := range []bool{true, false} {
 		for _, p := range []int{1, 4, 16} {
-			for _, inflight := range []int{1, 4} {
+			for _, inflight := range []int{1, 4, 8} {
 				for _, mode := range benchModes {
 					cs = append(cs, benchCase{mode: mode, sync: sync, producers: p, inflight: inflight})
 				}
