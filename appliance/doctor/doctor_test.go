@@ -135,6 +135,11 @@ func TestTunedHostAllOK(t *testing.T) {
 	for _, s := range systemd.Profile() {
 		mustHave(t, rows, "sysctl "+s.Key)
 	}
+	for _, line := range strings.Split(systemd.Unit, "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "Limit") {
+			mustHave(t, rows, "limit "+k)
+		}
+	}
 }
 
 func mustHave(t *testing.T, rows []Row, checks ...string) {
