@@ -106,16 +106,12 @@ func (s *Store) checkpoint() error {
 	s.qmu.RLock()
 	for _, q := range s.queues {
 		q.mu.Lock()
-		total := q.base + int64(len(q.ents))
+		total := q.maxLocked()
 		if total > 0 {
 			p := part{q: q, from: q.persisted, total: total}
 			if total > q.persisted {
-				i := q.persisted - q.base
-				if i < 0 { // cannot happen: trimming keeps unpersisted entries
-					i = 0
-					p.from = q.base
-				}
-				p.ents = append([]int64(nil), q.ents[i:]...)
+				// memBase <= persisted: only persisted entries leave memory.
+				p.ents = append([]int64(nil), q.ents[q.persisted-q.memBase:]...)
 			}
 			parts = append(parts, p)
 			ck.queues = append(ck.queues, ckQueue{topic: q.Topic, id: q.ID, entries: total})
@@ -132,22 +128,28 @@ func (s *Store) checkpoint() error {
 		if len(p.ents) == 0 {
 			continue
 		}
-		if p.q.file == nil {
-			f, err := os.OpenFile(filepath.Join(s.dir, queueFileName(p.q.Topic, p.q.ID)), os.O_RDWR|os.O_CREATE, 0o644)
+		p.q.mu.Lock()
+		f := p.q.file
+		p.q.mu.Unlock()
+		if f == nil {
+			var err error
+			f, err = os.OpenFile(filepath.Join(s.dir, queueFileName(p.q.Topic, p.q.ID)), os.O_RDWR|os.O_CREATE, 0o644)
 			if err != nil {
 				return fmt.Errorf("commitlog: %w", err)
 			}
+			p.q.mu.Lock()
 			p.q.file = f
+			p.q.mu.Unlock()
 		}
 		buf = buf[:0]
 		for _, c := range p.ents {
 			buf = binary.BigEndian.AppendUint64(buf, uint64(c))
 		}
-		if _, err := p.q.file.WriteAt(buf, p.from*entryBytes); err != nil {
-			return fmt.Errorf("commitlog: write %s: %w", p.q.file.Name(), err)
+		if _, err := f.WriteAt(buf, p.from*entryBytes); err != nil {
+			return fmt.Errorf("commitlog: write %s: %w", f.Name(), err)
 		}
-		if err := fdatasync(p.q.file); err != nil {
-			return fmt.Errorf("commitlog: sync %s: %w", p.q.file.Name(), err)
+		if err := fdatasync(f); err != nil {
+			return fmt.Errorf("commitlog: sync %s: %w", f.Name(), err)
 		}
 		s.ckSync.Add(1)
 	}
@@ -158,6 +160,9 @@ func (s *Store) checkpoint() error {
 		p.q.mu.Lock()
 		if p.total > p.q.persisted {
 			p.q.persisted = p.total
+		}
+		if n := len(p.q.ents) - memEntriesMax; n > 0 {
+			p.q.dropMemLocked(int64(n))
 		}
 		p.q.mu.Unlock()
 	}
@@ -306,8 +311,9 @@ func (q *Queue) load(path string, n, start, hw int64) error {
 		}
 	}
 	first := lo
-	b := make([]byte, (keepN-first)*entryBytes)
-	if _, err := f.ReadAt(b, first*entryBytes); err != nil {
+	memFrom := max(first, keepN-int64(memEntriesMax))
+	b := make([]byte, (keepN-memFrom)*entryBytes)
+	if _, err := f.ReadAt(b, memFrom*entryBytes); err != nil {
 		f.Close()
 		return err
 	}
@@ -315,7 +321,7 @@ func (q *Queue) load(path string, n, start, hw int64) error {
 		f.Close()
 		return err
 	}
-	q.base = first
+	q.min, q.memBase = first, memFrom
 	q.ents = make([]int64, 0, len(b)/entryBytes+1024)
 	prev := int64(-1)
 	for i := 0; i < len(b); i += entryBytes {

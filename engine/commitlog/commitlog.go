@@ -44,9 +44,13 @@ type Config struct {
 	// CheckpointInterval between consume-queue checkpoints (default 1 s).
 	CheckpointInterval time.Duration
 	// RetentionAge and RetentionBytes bound the commit log (whole segments
-	// are deleted, never the active one); 0 keeps everything.
+	// are deleted, never the active one); 0 keeps everything. When either is
+	// set, the log's segment size and age become SegmentBytes and SegmentAge
+	// (0: the segment package defaults) instead of the engine's.
 	RetentionAge   time.Duration
 	RetentionBytes int64
+	SegmentBytes   int64
+	SegmentAge     time.Duration
 }
 
 // Message is one message to append.
@@ -130,7 +134,8 @@ func Open(e *engine.Engine, cfg Config, logger *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("commitlog: %w", err)
 	}
 	if cfg.RetentionAge > 0 || cfg.RetentionBytes > 0 {
-		l.SetConfig(segment.Config{RetentionAge: cfg.RetentionAge, RetentionBytes: cfg.RetentionBytes})
+		l.SetConfig(segment.Config{RetentionAge: cfg.RetentionAge, RetentionBytes: cfg.RetentionBytes,
+			SegmentBytes: cfg.SegmentBytes, SegmentAge: cfg.SegmentAge})
 	}
 	s := &Store{e: e, cfg: cfg, log: l, dir: filepath.Join(filepath.Dir(l.Dir()), cfg.Name+".cq"),
 		lg: logger.With("component", "commitlog"), topics: map[string]*Topic{}, queues: map[qkey]*Queue{},
@@ -172,10 +177,12 @@ func (s *Store) Close() error {
 	err := s.checkpoint()
 	s.qmu.RLock()
 	for _, q := range s.queues {
+		q.mu.Lock()
 		if q.file != nil {
 			q.file.Close()
 			q.file = nil
 		}
+		q.mu.Unlock()
 	}
 	s.qmu.RUnlock()
 	return err
@@ -341,7 +348,7 @@ func (op *appendOp) AppendDone(base int64, err error) {
 	q := op.q
 	q.s.mu.Lock()
 	q.mu.Lock()
-	qoff := q.base + int64(len(q.ents))
+	qoff := q.maxLocked()
 	for i := 0; i < op.n; i++ {
 		q.ents = append(q.ents, base+int64(i))
 	}
@@ -453,7 +460,7 @@ func (s *Store) run() {
 	}
 }
 
-// trim drops in-memory entries below the log's start (already persisted).
+// trim moves every queue's start to the log's start.
 func (s *Store) trim() {
 	start := s.log.StartOffset()
 	s.qmu.RLock()

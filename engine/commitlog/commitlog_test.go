@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"quartet/engine"
 	"quartet/segment"
@@ -270,4 +271,125 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Old entries leave memory once persisted and are read from the queue file.
+func TestEntriesBeyondMemory(t *testing.T) {
+	old := memEntriesMax
+	memEntriesMax = 4
+	defer func() { memEntriesMax = old }()
+	dir := t.TempDir()
+	e, s := openAll(t, dir)
+	s.CreateTopic("t", 2)
+	var want []string
+	var commits []int64
+	for i := 0; i < 20; i++ {
+		r := appendWait(t, s, "t", i%2, fmt.Sprintf("m%d", i))
+		if i%2 == 1 {
+			want = append(want, fmt.Sprintf("m%d", i))
+			commits = append(commits, r[0].c)
+		}
+	}
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	appendWait(t, s, "t", 1, "m21")
+	want = append(want, "m21")
+	commits = append(commits, 20)
+	q := s.Queue("t", 1)
+	q.mu.Lock()
+	memBase, inMem := q.memBase, len(q.ents)
+	q.mu.Unlock()
+	if memBase != 6 || inMem != 5 {
+		t.Fatalf("memBase %d, %d in memory", memBase, inMem)
+	}
+	check := func(s *Store) {
+		t.Helper()
+		q := s.Queue("t", 1)
+		if got := values(t, s, "t", 1); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("values %v, want %v", got, want)
+		}
+		for i, c := range commits {
+			if got, ok := q.CommitOffset(int64(i)); !ok || got != c {
+				t.Fatalf("CommitOffset(%d) = %d %v, want %d", i, got, ok, c)
+			}
+			if got, ok := q.QueueOffset(c); !ok || got != int64(i) {
+				t.Fatalf("QueueOffset(%d) = %d %v, want %d", c, got, ok, i)
+			}
+			if got := q.SearchCommit(c); got != int64(i) {
+				t.Fatalf("SearchCommit(%d) = %d, want %d", c, got, i)
+			}
+			if c%2 == 1 { // c-1 is queue 0's
+				if got := q.SearchCommit(c - 1); got != int64(i) {
+					t.Fatalf("SearchCommit(%d) = %d, want %d", c-1, got, i)
+				}
+			}
+		}
+		if _, ok := q.QueueOffset(2); ok {
+			t.Fatal("QueueOffset found another queue's record")
+		}
+		// A scan starting in the file and ending in memory.
+		var buf []byte
+		var got []string
+		next, err := q.Scan(3, 5, &buf, func(_, _ int64, r *segment.Record) error {
+			got = append(got, string(r.Value))
+			return nil
+		})
+		if err != nil || next != 8 || fmt.Sprint(got) != fmt.Sprint(want[3:8]) {
+			t.Fatalf("scan 3..8: %v next %d err %v", got, next, err)
+		}
+	}
+	check(s)
+	closeAll(t, e, s)
+	e, s = openAll(t, dir)
+	check(s)
+	if st := s.Stats(); st.Entries > 8 {
+		t.Fatalf("%d entries in memory after a restart", st.Entries)
+	}
+	closeAll(t, e, s)
+}
+
+// Retention deletes whole commit-log segments; every queue's start follows.
+func TestRetentionMovesQueueStart(t *testing.T) {
+	old := memEntriesMax
+	memEntriesMax = 4
+	defer func() { memEntriesMax = old }()
+	dir := t.TempDir()
+	lg := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	e, err := engine.Open(engine.Config{DataDir: dir, Flush: segment.FlushSync, IO: segment.IOSync, SegmentBytes: 2048}, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(e, Config{RetentionBytes: 4096, SegmentBytes: 2048}, lg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CreateTopic("t", 2)
+	body := string(make([]byte, 300))
+	for i := 0; i < 40; i++ {
+		appendWait(t, s, "t", i%2, body)
+	}
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.log.Retain(time.Now()); n == 0 {
+		t.Fatal("retention deleted nothing")
+	}
+	s.trim()
+	start := s.log.StartOffset()
+	for id := 0; id < 2; id++ {
+		q := s.Queue("t", id)
+		min := q.Min()
+		c, ok := q.CommitOffset(min)
+		if min == 0 || !ok || c < start {
+			t.Fatalf("queue %d: min %d commit %d %v, log start %d", id, min, c, ok, start)
+		}
+		if prev, ok := q.CommitOffset(min - 1); ok {
+			t.Fatalf("queue %d: offset below min still mapped (%d)", id, prev)
+		}
+		if n := len(values(t, s, "t", id)); int64(n) != q.Max()-min {
+			t.Fatalf("queue %d: %d readable, want %d", id, n, q.Max()-min)
+		}
+	}
+	closeAll(t, e, s)
 }

@@ -1,7 +1,9 @@
 package commitlog
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"sort"
 	"sync"
@@ -9,20 +11,26 @@ import (
 	"quartet/segment"
 )
 
-// Queue is one consume queue: queue offsets base, base+1, ... map to the
-// commit-log offsets in ents (ascending).
+// Queue is one consume queue: queue offsets min, min+1, ... map to ascending
+// commit-log offsets. The newest entries (at most memEntriesMax once
+// persisted) are in memory from memBase on; older ones are read from the
+// queue's file.
 type Queue struct {
 	s     *Store
 	Topic string
 	ID    int
 
 	mu        sync.Mutex
-	base      int64   // queue offset of ents[0]
-	ents      []int64 // commit-log offsets
-	persisted int64   // queue offsets below this are in the file
+	min       int64    // first readable queue offset
+	memBase   int64    // queue offset of ents[0]; [min, memBase) only in the file
+	ents      []int64  // commit-log offsets
+	persisted int64    // queue offsets below this are in the file
+	file      *os.File // written by the checkpointer, read by anyone
 	waiters   []*waiter
-	file      *os.File // checkpointer only
 }
+
+// memEntriesMax bounds the persisted entries a queue keeps in memory.
+var memEntriesMax = 1 << 16
 
 type waiter struct {
 	after int64
@@ -30,45 +38,71 @@ type waiter struct {
 	fired bool
 }
 
+func (q *Queue) maxLocked() int64 { return q.memBase + int64(len(q.ents)) }
+
 // Min is the first queue offset still readable.
 func (q *Queue) Min() int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.base
+	return q.min
 }
 
 // Max is the queue offset after the last message.
 func (q *Queue) Max() int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.base + int64(len(q.ents))
+	return q.maxLocked()
 }
 
 // Offsets returns Min and Max together.
 func (q *Queue) Offsets() (min, max int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.base, q.base + int64(len(q.ents))
+	return q.min, q.maxLocked()
+}
+
+// fileEntries reads n entries from queue offset from out of the queue file.
+func fileEntries(f *os.File, from, n int64) ([]int64, error) {
+	if f == nil {
+		return nil, os.ErrClosed
+	}
+	b := make([]byte, n*entryBytes)
+	if _, err := f.ReadAt(b, from*entryBytes); err != nil {
+		return nil, fmt.Errorf("commitlog: read consume queue: %w", err)
+	}
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = int64(binary.BigEndian.Uint64(b[i*entryBytes:]))
+	}
+	return out, nil
 }
 
 // CommitOffset is the commit-log offset of queue offset off.
 func (q *Queue) CommitOffset(off int64) (int64, bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	i := off - q.base
-	if i < 0 || i >= int64(len(q.ents)) {
+	if off < q.min || off >= q.maxLocked() {
+		q.mu.Unlock()
 		return 0, false
 	}
-	return q.ents[i], true
+	if off >= q.memBase {
+		c := q.ents[off-q.memBase]
+		q.mu.Unlock()
+		return c, true
+	}
+	f := q.file
+	q.mu.Unlock()
+	e, err := fileEntries(f, off, 1)
+	if err != nil {
+		return 0, false
+	}
+	return e[0], true
 }
 
 // QueueOffset is the queue offset of commit-log offset c.
 func (q *Queue) QueueOffset(c int64) (int64, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	i := sort.Search(len(q.ents), func(i int) bool { return q.ents[i] >= c })
-	if i < len(q.ents) && q.ents[i] == c {
-		return q.base + int64(i), true
+	off := q.SearchCommit(c)
+	if got, ok := q.CommitOffset(off); ok && got == c {
+		return off, true
 	}
 	return 0, false
 }
@@ -77,8 +111,31 @@ func (q *Queue) QueueOffset(c int64) (int64, bool) {
 // (Max when none).
 func (q *Queue) SearchCommit(c int64) int64 {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.base + int64(sort.Search(len(q.ents), func(i int) bool { return q.ents[i] >= c }))
+	if len(q.ents) > 0 && (c > q.ents[0] || q.memBase <= q.min) {
+		lo := q.memBase
+		if lo < q.min {
+			lo = q.min
+		}
+		i := sort.Search(int(q.maxLocked()-lo), func(i int) bool { return q.ents[lo-q.memBase+int64(i)] >= c })
+		q.mu.Unlock()
+		return lo + int64(i)
+	}
+	lo, hi := q.min, q.memBase
+	if hi > q.maxLocked() {
+		hi = q.maxLocked()
+	}
+	f := q.file
+	q.mu.Unlock()
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		e, err := fileEntries(f, mid, 1)
+		if err != nil || e[0] >= c {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }
 
 // OffsetForTime is the first queue offset whose store time is >= ms (Max
@@ -116,7 +173,7 @@ func (q *Queue) OffsetForTime(ms int64) (int64, error) {
 // reports whether it removed a waiter that had not fired.
 func (q *Queue) Wait(after int64, fn func()) (cancel func() bool) {
 	q.mu.Lock()
-	if q.base+int64(len(q.ents)) > after {
+	if q.maxLocked() > after {
 		q.mu.Unlock()
 		fn()
 		return func() bool { return false }
@@ -163,17 +220,43 @@ func (q *Queue) readyLocked(max int64) []*waiter {
 	return ready
 }
 
-// trimLocked drops entries below commit-log offset start that are persisted.
+// trimLocked moves min to the first entry whose commit-log offset is >= start
+// (the log's start after retention) and drops persisted entries below it
+// from memory.
 func (q *Queue) trimLocked(start int64) {
-	k := sort.Search(len(q.ents), func(i int) bool { return q.ents[i] >= start })
-	if lim := q.persisted - q.base; int64(k) > lim {
-		k = int(max(lim, 0))
+	var first int64
+	if len(q.ents) > 0 && q.ents[0] < start || q.memBase <= q.min {
+		first = q.memBase + int64(sort.Search(len(q.ents), func(i int) bool { return q.ents[i] >= start }))
+	} else {
+		lo, hi := q.min, q.memBase
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			e, err := fileEntries(q.file, mid, 1)
+			if err != nil || e[0] >= start {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		first = lo
 	}
-	if k == 0 {
+	if first > q.min {
+		q.min = first
+	}
+	q.dropMemLocked(q.min - q.memBase)
+}
+
+// dropMemLocked drops up to k of the oldest in-memory entries, persisted ones
+// only.
+func (q *Queue) dropMemLocked(k int64) {
+	if lim := q.persisted - q.memBase; k > lim {
+		k = lim
+	}
+	if k <= 0 {
 		return
 	}
 	q.ents = append([]int64(nil), q.ents[k:]...)
-	q.base += int64(k)
+	q.memBase += k
 }
 
 // Scan calls fn for each message of the queue from queue offset from, in
@@ -183,11 +266,10 @@ func (q *Queue) trimLocked(start int64) {
 // message fn accepted. buf is reused across calls.
 func (q *Queue) Scan(from int64, max int, buf *[]byte, fn func(qoff, coff int64, r *segment.Record) error) (int64, error) {
 	q.mu.Lock()
-	if from < q.base {
-		from = q.base
+	if from < q.min {
+		from = q.min
 	}
-	end := q.base + int64(len(q.ents))
-	n := end - from
+	n := q.maxLocked() - from
 	if n > int64(max) {
 		n = int64(max)
 	}
@@ -195,10 +277,24 @@ func (q *Queue) Scan(from int64, max int, buf *[]byte, fn func(qoff, coff int64,
 		q.mu.Unlock()
 		return from, nil
 	}
-	i0 := from - q.base
-	ents := make([]int64, n)
-	copy(ents, q.ents[i0:i0+n])
+	var fileN int64 // entries before memBase, read from the file
+	if from < q.memBase {
+		fileN = min(q.memBase-from, n)
+	}
+	ents := make([]int64, fileN, n)
+	if memN := n - fileN; memN > 0 {
+		i0 := from + fileN - q.memBase
+		ents = append(ents, q.ents[i0:i0+memN]...)
+	}
+	f := q.file
 	q.mu.Unlock()
+	if fileN > 0 {
+		fe, err := fileEntries(f, from, fileN)
+		if err != nil {
+			return from, err
+		}
+		copy(ents, fe)
+	}
 
 	s := q.s
 	j := 0

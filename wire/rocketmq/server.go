@@ -92,7 +92,8 @@ type Config struct {
 	// (default 120 s).
 	ClientExpiry time.Duration
 	// RetentionAge and RetentionBytes bound the commit log (0: keep
-	// everything); whole segments go, never the active one.
+	// everything); whole segments go, never the active one. When either is
+	// set the commit log rolls 1 GiB segments (engine/commitlog.Config).
 	RetentionAge   time.Duration
 	RetentionBytes int64
 }
