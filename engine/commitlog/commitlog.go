@@ -175,6 +175,8 @@ func (s *Store) Close() error {
 	close(s.done)
 	s.wg.Wait()
 	err := s.checkpoint()
+	st := s.Stats()
+	s.lg.Info("commit log closed", "end", st.End, "queues", st.Queues, "checkpoint_fsyncs", st.CheckpointFsyncs)
 	s.qmu.RLock()
 	for _, q := range s.queues {
 		q.mu.Lock()
