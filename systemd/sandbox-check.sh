@@ -78,15 +78,27 @@ await_service() {
 	for _ in $(seq 120); do
 		state=$(inside systemctl is-active quartet.service 2>/dev/null || true)
 		case $state in active | failed) break ;; esac
+		# Restart=on-failure hides a failing start behind "activating".
+		n=$(inside systemctl show -p NRestarts --value quartet.service 2>/dev/null || echo 0)
+		[ "${n:-0}" -gt "${restarts:-0}" ] && { state="failed (restarted $n times)"; break; }
 		sleep 1
 	done
+}
+# not_active: say why quartet.service is not running, and fail.
+not_active() {
+	echo "sandbox-check: quartet.service is '$state'" >&2
+	inside systemctl list-jobs --no-pager 2>&1 | tail -n 10 >&2 || true
+	inside journalctl -b --no-pager -n 30 -o short-monotonic 2>&1 >&2 || true
+	tail -n 20 "$work/console.log" >&2
+	echo "sandbox-check: FAIL" >&2
+	exit 1
 }
 await_service
 
 echo "== quartet.service: $state"
 inside systemctl status quartet.service --no-pager -n 0 2>&1 | sed -n '1,6p' || true
 inside journalctl -u quartet.service -b --no-pager -o cat | grep -E 'segment writer|msg=ready|level=ERROR' || true
-[ "$state" = active ] || exit 1
+[ "$state" = active ] || not_active
 inside systemd-analyze security quartet.service --no-pager | tail -1
 rc=0
 
@@ -157,12 +169,13 @@ inside sh -c "mkdir -p $probe && printf '[Service]\nLimitNOFILE=4096\nLimitMEMLO
 inside systemctl daemon-reload
 inside systemctl restart quartet.service
 await_service
+[ "$state" = active ] || not_active
 check_limits probe
 inside rm -f "$probe/zz-limits-probe.conf"
 inside systemctl daemon-reload
 inside systemctl restart quartet.service
 await_service
-[ "$state" = active ] || exit 1
+[ "$state" = active ] || not_active
 check_limits unit
 if [ -n "$clamped" ]; then
 	# Why: the container's pid 1 inherits this script's hard limits, and
