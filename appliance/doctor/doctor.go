@@ -484,7 +484,9 @@ func (c *checker) checkLimits() {
 				// The unit asks for enough but the service manager itself
 				// is capped (a container without CAP_SYS_RESOURCE).
 				value += fmt.Sprintf("; pid 1 hard limit %s", fmtLimit(m[1]))
-				fix = fmt.Sprintf("raise the hard %s of pid 1 where the host or container starts (systemd-nspawn --rlimit=%s=%s, docker run --ulimit %s=%s)",
+				// nspawn and systemd settle silently for the caller's own
+				// hard limit when asked for more, so say who must have it.
+				fix = fmt.Sprintf("raise the hard %s of pid 1 where the host or container starts (systemd-nspawn --rlimit=%s=%s, docker run --ulimit %s=%s), run by a process that has that hard limit itself or CAP_SYS_RESOURCE",
 					strings.TrimPrefix(key, "Limit"), strings.TrimPrefix(key, "Limit"), wantS,
 					dockerUlimit(key), dockerValue(wantS))
 			}
