@@ -1,6 +1,7 @@
 package netpoll
 
 import (
+	"math/bits"
 	"net"
 	"os"
 	"sync/atomic"
@@ -46,19 +47,63 @@ type loopState struct {
 	iov      [][]byte
 	wheel    *wheel
 	epfd     int // gnet loop's epoll fd, -1 if unknown
+
+	entries   uint32 // loop entries since the last yield check
+	lastYield int64  // monoNow of the last runtime.Gosched
+	noYield   bool   // loops locked to OS threads do not yield
+
+	// free caches small output buffers the socket has taken, by size
+	// class, so the request/response path reuses them without sync.Pool
+	// (and its allocation per Put). Only the gnet transport fills it.
+	free [loopFreeClassMax - bufClassMin + 1][][]byte
 }
 
+const (
+	loopFreeClassMax = 12 // 4 KiB
+	loopFreeMax      = 64 // buffers per class
+)
+
+// getBuf is getBuf served from the loop's cache first (loop only).
+func (lp *loopState) getBuf(n int) []byte {
+	if c := bufClass(n); c <= loopFreeClassMax {
+		if f := lp.free[c-bufClassMin]; len(f) > 0 {
+			b := f[len(f)-1]
+			lp.free[c-bufClassMin] = f[:len(f)-1]
+			return b[:0]
+		}
+	}
+	return getBuf(n)
+}
+
+// putBuf keeps b in the loop's cache, or returns it to the pools (loop only).
+func (lp *loopState) putBuf(b []byte) {
+	c := cap(b)
+	if c >= 1<<bufClassMin && c <= 1<<loopFreeClassMax && c&(c-1) == 0 {
+		i := bits.Len(uint(c)) - 1 - bufClassMin
+		if len(lp.free[i]) < loopFreeMax {
+			lp.free[i] = append(lp.free[i], b[:0])
+			return
+		}
+	}
+	putBuf(b)
+}
+
+// flushDirty flushes every connection marked dirty in this loop entry.
+// It can be re-entered: a write error inside c.flush makes gnet close the
+// connection synchronously, and OnClose (ours, then the protocol's) ends
+// with flushDirty. The guard makes the nested call return at once — the
+// outer walk reaches whatever was added meanwhile. Without it the nested
+// walk would start again at entries the outer one has already taken (nil)
+// and then cut lp.dirty short under it (TestFlushReentryOnWriteError).
 func (lp *loopState) flushDirty() {
 	if lp.flushing {
-		return // the outer call is still walking lp.dirty and reaches what was added
+		return
 	}
 	lp.flushing = true
 	for i := 0; i < len(lp.dirty); i++ { // flush may add more
 		c := lp.dirty[i]
 		lp.dirty[i] = nil
-		if c != nil {
-			c.flush()
-		}
+		c.flush()
 	}
 	lp.dirty = lp.dirty[:0]
 	lp.flushing = false
@@ -183,7 +228,7 @@ func (c *conn) Write(b []byte) {
 	c.qBytes += len(b)
 	if len(c.q) == 0 {
 		if c.wbuf == nil {
-			c.wbuf = getBuf(len(b))
+			c.wbuf = c.lp.getBuf(len(b))
 		}
 		c.wbuf = appendBuf(c.wbuf, b)
 	} else if last := c.q[len(c.q)-1]; last.tail {
@@ -408,8 +453,10 @@ func (c *conn) flush() {
 				c.send(bufs)
 				bufs = bufs[:0]
 			}
-			if !c.tr.sendFile(s) {
-				break // socket full; the transport flushes again later
+			// A write error closes the connection synchronously (gnet
+			// calls OnClose from inside the write), which empties c.q.
+			if c.closed.Load() || !c.tr.sendFile(s) || c.closed.Load() {
+				break // closed, or socket full: the transport flushes again later
 			}
 		}
 		c.q[0] = nil
@@ -419,7 +466,13 @@ func (c *conn) flush() {
 		c.q = nil
 	}
 	if len(bufs) > 0 {
-		c.send(bufs)
+		if c.closed.Load() {
+			for _, b := range bufs {
+				putBuf(b)
+			}
+		} else {
+			c.send(bufs)
+		}
 	}
 	for i := range bufs {
 		bufs[i] = nil

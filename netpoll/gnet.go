@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -185,7 +186,7 @@ func (e *gnetEngine) loopFor(gc gnet.Conn) *loopState {
 	if lp = e.loops[el]; lp != nil {
 		return lp
 	}
-	lp = &loopState{epfd: gnetPollFD(gc)}
+	lp = &loopState{epfd: gnetPollFD(gc), noYield: e.srv.cfg.LockOSThread}
 	if lp.epfd < 0 {
 		e.srv.cfg.Logger.Warn("netpoll: cannot find gnet's epoll fd; paused connections keep being read into memory")
 	}
@@ -294,6 +295,7 @@ func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
 	t.inPrev = gc.InboundBuffered()
 	c.lp.flushDirty()
 	c.afterOutput()
+	c.lp.maybeYield()
 	return gnet.None
 }
 
@@ -330,7 +332,7 @@ func (t *gnetTransport) send(bufs [][]byte) {
 		_, _ = t.gc.Writev(bufs)
 	}
 	for _, b := range bufs {
-		putBuf(b)
+		t.lp.putBuf(b)
 	}
 }
 
@@ -539,4 +541,25 @@ func (t *gnetTransport) copyRange(s *Slot, off, n int64) (int64, error) {
 	return done, nil
 }
 
-var _ = time.Second
+var yieldOff = os.Getenv("NETPOLL_NOYIELD") != ""
+
+// maybeYield lets the loop goroutine pass through the scheduler every
+// couple of milliseconds. A gnet loop under load never parks, so the Go
+// runtime sees it run on one schedtick forever: every 10 ms sysmon then
+// preempts it (a signal) or, when it is in a system call, takes its P away
+// and hands it to another thread — and each time it does, sysmon drops back
+// to waking every 20 µs. A cheap Gosched now and then avoids all of that.
+func (lp *loopState) maybeYield() {
+	if yieldOff || lp.noYield {
+		return
+	}
+	lp.entries++
+	if lp.entries&127 != 0 {
+		return
+	}
+	now := monoNow()
+	if now-lp.lastYield >= int64(2*time.Millisecond) {
+		lp.lastYield = now
+		runtime.Gosched()
+	}
+}

@@ -41,10 +41,14 @@ type testHandler struct {
 	closed  atomic.Int64
 	closeCh chan error
 	onFrame func(c Conn, frame []byte) error
+	onClose func(c Conn) // runs first in OnClose
 }
 
 func (h *testHandler) OnOpen(c Conn) any { h.opened.Add(1); return nil }
 func (h *testHandler) OnClose(c Conn, err error) {
+	if h.onClose != nil {
+		h.onClose(c)
+	}
 	h.closed.Add(1)
 	if h.closeCh != nil {
 		select {

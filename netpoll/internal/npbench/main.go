@@ -50,6 +50,7 @@ func main() {
 	client := flag.String("client", "epoll", "load generator: epoll (one thread per -threads) or goroutine (one per connection)")
 	threads := flag.Int("threads", 1, "epoll load generator threads")
 	cpuprof := flag.String("cpuprofile", "", "write a CPU profile (server) to this file")
+	tick := flag.Duration("tick", 0, "netpoll timer tick (server, gnet; 0: default)")
 	flag.Parse()
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
@@ -60,7 +61,7 @@ func main() {
 	raiseNofile()
 	switch *mode {
 	case "server":
-		server(*impl, *listeners, *perListener, *loops, *lock)
+		server(*impl, *listeners, *perListener, *loops, *lock, *tick)
 	case "load":
 		if *client == "epoll" {
 			loadEpoll(strings.Split(*addrs, ","), *conns, *threads, *dur, *warm, *size)
@@ -95,7 +96,7 @@ func (handler) OnFrame(c netpoll.Conn, f []byte) error {
 }
 func (handler) OnClose(netpoll.Conn, error) {}
 
-func server(impl string, n int, per bool, loops int, lock bool) {
+func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration) {
 	var addrs []string
 	var stop func()
 	switch impl {
@@ -105,7 +106,7 @@ func server(impl string, n int, per bool, loops int, lock bool) {
 		for i := 0; i < n; i++ {
 			ls = append(ls, netpoll.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", 0), Protocol: p})
 		}
-		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock,
+		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, ls)
 		check(err)
 		check(srv.Start())
