@@ -13,9 +13,9 @@
 //
 // Decisions and check counts live in the metadata store, namespace "txn":
 //
-//	op/<commit-log offset of the half>  = "c" (committed) | "r" (rolled back) | "x" (discarded after too many checks)
-//	chk/<commit-log offset>   = number of checks sent (decimal)
-//	low               = every half below this queue offset is decided (decimal)
+//	op/<half's commit-log offset>  = "c" (committed) | "r" (rolled back) | "x" (discarded after too many checks)
+//	chk/<half's commit-log offset> = number of checks sent (decimal)
+//	low                            = every half below this queue offset is decided (decimal)
 //
 // On open the half queue is scanned from low and every record without an
 // op is pending again, with its check count, so undecided transactions
