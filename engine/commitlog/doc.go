@@ -16,8 +16,8 @@
 // in ascending order, and a consumer only sees completed (fdatasync'ed under
 // flush=sync) messages.
 //
-// Consume queues live in memory and are checkpointed to
-// data/internal/<name>.cq/ once a second and on Close:
+// Consume queues are checkpointed to data/internal/<name>.cq/ every 5 s and
+// on Close (their newest entries are also held in memory):
 //
 //	<topic>@<queue>.cq   commit-log offset int64 (big-endian) per queue offset,
 //	                     entry i at byte 8*i (append-only)
@@ -25,8 +25,9 @@
 //	                     { topicLen uint16 | topic | queue uint32 | entries int64 }* |
 //	                     crc32c uint32 (over everything before it)
 //
-// The checkpoint is written (temp file, fdatasync, rename) after the queue
-// files it counts are fdatasync'ed; "end" is the commit-log offset below which
+// The checkpoint is written (temp file, fdatasync, rename; the directory is
+// not synced: a lost rename leaves the previous checkpoint, which is just as
+// valid) after the queue files it counts are fdatasync'ed; "end" is the commit-log offset below which
 // every record is in those entries. Recovery loads the entries the checkpoint
 // counts (cutting off anything written after it), drops entries at or past the
 // commit log's recovered end (an unclean stop under flush=async can lose the
