@@ -184,6 +184,22 @@ func TestRawUpdateOffsetAndEndTransactionAnswered(t *testing.T) {
 	if m := maxOff(18); m != "1" {
 		t.Fatalf("committed message not visible: max offset %s", m)
 	}
+	// MessageCounts: the prepared message was accepted once; a pull
+	// delivers the committed one.
+	if in, out := b.srv.MessageCounts(); in != 1 || out != 0 {
+		t.Fatalf("MessageCounts before the pull: in %d out %d", in, out)
+	}
+	pull := rawOn(t, c, &Out{Code: codePullMessage, Opaque: 20, Ext: []Field{
+		{"consumerGroup", "cg"}, {"topic", "txraw"}, {"queueId", "2"}, {"queueOffset", "0"},
+		{"maxMsgNums", "32"}, {"sysFlag", "0"}, {"commitOffset", "0"}, {"suspendTimeoutMillis", "0"},
+		{"subscription", "*"}, {"subVersion", "0"}, {"expressionType", "TAG"}}})
+	if pull.Code != respSuccess || pull.Opaque != 20 || pull.Str("nextBeginOffset") != "1" || len(pull.Body) < 8 ||
+		binary.BigEndian.Uint32(pull.Body[4:]) != magicV1 || !strings.Contains(string(pull.Body), "half") {
+		t.Fatalf("pull: %+v", pull)
+	}
+	if in, out := b.srv.MessageCounts(); in != 1 || out != 1 {
+		t.Fatalf("MessageCounts after the pull: in %d out %d", in, out)
+	}
 	// Committing twice: the half is no longer pending.
 	r = end(19, strconv.FormatInt(phys, 10), strconv.Itoa(sysFlagTxnCommit))
 	if r.Code != respSystemError || r.Opaque != 19 {
