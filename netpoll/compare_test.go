@@ -54,21 +54,34 @@ func TestCompare(t *testing.T) {
 			{"netpoll-loops=ncpu", []string{"-impl", "gnet", "-loops", strconv.Itoa(runtime.NumCPU())}},
 			{"goroutine", []string{"-impl", "goroutine"}},
 		}
+		if os.Getenv("NETPOLL_BENCH_AB") != "" {
+			// What the loop's scheduler yield and thread pinning change.
+			variants = append(variants[:2:2],
+				struct {
+					name string
+					args []string
+				}{"netpoll-noyield", []string{"-impl", "gnet", "-noyield"}},
+				struct {
+					name string
+					args []string
+				}{"netpoll-lockthread", []string{"-impl", "gnet", "-lock"}},
+				variants[2])
+		}
 		for _, conns := range []int{64, 1000} {
 			res := map[string][]loadRes{}
 			for r := 0; r < runs; r++ {
 				for _, v := range variants {
 					lr := runLoad(t, bin, v.args, conns, dur)
-					t.Logf("run %d %-18s conns=%4d: %8.0f rt/s  p50 %6.0fµs  p99 %6.0fµs  server CPU %.2fs (%.0f rt per CPU-s)",
-						r+1, v.name, conns, lr.PerSec, lr.P50Micros, lr.P99Micros, lr.cpu, lr.eff)
+					t.Logf("run %d %-18s conns=%4d: %8.0f rt/s  p50 %6.0fµs  p99 %6.0fµs  server CPU %.2fs (%.1f µs/rt)  load generator CPU %.2fs (%.1f µs/rt)",
+						r+1, v.name, conns, lr.PerSec, lr.P50Micros, lr.P99Micros, lr.cpu, 1e6/lr.eff, lr.LoadCPU, 1e6*lr.LoadCPU/float64(lr.RoundTrips))
 					res[v.name] = append(res[v.name], lr)
 				}
 			}
 			s := medians(res["goroutine"])
-			for _, v := range variants[:2] {
+			for _, v := range variants[:len(variants)-1] {
 				g := medians(res[v.name])
-				t.Logf("RESULT conns=%d medians of %d: %s %.0f rt/s p99 %.0fµs %.0f rt/CPU-s | goroutine %.0f rt/s p99 %.0fµs %.0f rt/CPU-s | throughput %.2f× p99 %.2f× CPU efficiency %.2f×",
-					conns, runs, v.name, g.PerSec, g.P99Micros, g.eff, s.PerSec, s.P99Micros, s.eff, g.PerSec/s.PerSec, g.P99Micros/s.P99Micros, g.eff/s.eff)
+				t.Logf("RESULT conns=%d medians of %d: %s %.0f rt/s p99 %.0fµs %.1f µs server CPU/rt | goroutine %.0f rt/s p99 %.0fµs %.1f µs server CPU/rt | throughput %.2f× p99 %.2f× CPU efficiency %.2f× | ratio of medians of per-run ratios: throughput %.2f×",
+					conns, runs, v.name, g.PerSec, g.P99Micros, 1e6/g.eff, s.PerSec, s.P99Micros, 1e6/s.eff, g.PerSec/s.PerSec, g.P99Micros/s.P99Micros, g.eff/s.eff, pairedRatio(res[v.name], res["goroutine"]))
 			}
 		}
 	}
@@ -112,8 +125,21 @@ type loadRes struct {
 	P50Micros  float64 `json:"p50_us"`
 	P99Micros  float64 `json:"p99_us"`
 	Errors     int64   `json:"errors"`
+	LoadCPU    float64 `json:"cpu_s"` // load generator CPU seconds
 	cpu        float64
 	eff        float64
+}
+
+// pairedRatio is the median over runs of (a's rate / b's rate) within the
+// same round, which cancels slow drifts in the machine's load.
+func pairedRatio(a, b []loadRes) float64 {
+	var r []float64
+	for i := range a {
+		if i < len(b) {
+			r = append(r, a[i].PerSec/b[i].PerSec)
+		}
+	}
+	return median(r)
 }
 
 func median(v []float64) float64 {

@@ -50,7 +50,7 @@ type loopState struct {
 
 	entries   uint32 // loop entries since the last yield check
 	lastYield int64  // monoNow of the last runtime.Gosched
-	noYield   bool   // loops locked to OS threads do not yield
+	noYield   bool   // Config.NoLoopYield, or loops locked to OS threads
 
 	// free caches small output buffers the socket has taken, by size
 	// class, so the request/response path reuses them without sync.Pool

@@ -186,7 +186,7 @@ func (e *gnetEngine) loopFor(gc gnet.Conn) *loopState {
 	if lp = e.loops[el]; lp != nil {
 		return lp
 	}
-	lp = &loopState{epfd: gnetPollFD(gc), noYield: e.srv.cfg.LockOSThread}
+	lp = &loopState{epfd: gnetPollFD(gc), noYield: e.srv.cfg.LockOSThread || e.srv.cfg.NoLoopYield}
 	if lp.epfd < 0 {
 		e.srv.cfg.Logger.Warn("netpoll: cannot find gnet's epoll fd; paused connections keep being read into memory")
 	}
@@ -541,16 +541,15 @@ func (t *gnetTransport) copyRange(s *Slot, off, n int64) (int64, error) {
 	return done, nil
 }
 
-var yieldOff = os.Getenv("NETPOLL_NOYIELD") != ""
-
 // maybeYield lets the loop goroutine pass through the scheduler every
 // couple of milliseconds. A gnet loop under load never parks, so the Go
 // runtime sees it run on one schedtick forever: every 10 ms sysmon then
 // preempts it (a signal) or, when it is in a system call, takes its P away
 // and hands it to another thread — and each time it does, sysmon drops back
-// to waking every 20 µs. A cheap Gosched now and then avoids all of that.
+// to waking every 20 µs (profile at 1,000 connections: sysmon 9.3% of the
+// server's CPU before, 0.3% with the yield; README.md).
 func (lp *loopState) maybeYield() {
-	if yieldOff || lp.noYield {
+	if lp.noYield {
 		return
 	}
 	lp.entries++

@@ -37,8 +37,13 @@ type Config struct {
 	// Socket buffer sizes set on each accepted socket (0: kernel default).
 	SocketRecvBufferBytes int
 	SocketSendBufferBytes int
-	// LockOSThread pins each gnet loop to an OS thread.
+	// LockOSThread pins each gnet loop to an OS thread (such a loop does
+	// not yield, see NoLoopYield).
 	LockOSThread bool
+	// NoLoopYield turns off the runtime.Gosched a busy gnet loop makes
+	// every 2 ms so that the Go scheduler's sysmon does not keep preempting
+	// it and taking its P (kept for measurement; README.md).
+	NoLoopYield bool
 	// ReadBufferBytes is gnet's per-loop read buffer (0: 64 KiB).
 	ReadBufferBytes int
 	// CopyThresholdBytes: WriteFile ranges shorter than this are copied

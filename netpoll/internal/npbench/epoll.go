@@ -43,7 +43,7 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 			ep, err := unix.EpollCreate1(0)
 			check(err)
 			defer unix.Close(ep)
-			states := map[int]*cstate{}
+			var states []*cstate // by fd: no map lookup per event
 			for i := th; i < conns; i += threads {
 				ta, err := net.ResolveTCPAddr("tcp", addrs[i%len(addrs)])
 				check(err)
@@ -55,16 +55,24 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 				_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 				check(unix.SetNonblock(fd, true))
 				check(unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}))
+				for len(states) <= fd {
+					states = append(states, nil)
+				}
 				states[fd] = &cstate{fd: fd}
 			}
 			defer func() {
-				for fd := range states {
-					unix.Close(fd)
+				for _, s := range states {
+					if s != nil {
+						unix.Close(s.fd)
+					}
 				}
 			}()
 			lat := make([]int64, 0, 1<<16)
 			var n, e int64
 			for _, s := range states {
+				if s == nil {
+					continue
+				}
 				s.sent = time.Now().UnixNano()
 				if _, err := unix.Write(s.fd, req); err != nil {
 					e++
@@ -102,7 +110,7 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 						n++
 						lat = append(lat, now-s.sent)
 					}
-					s.sent = time.Now().UnixNano()
+					s.sent = now // one clock read per round trip
 					if _, err := unix.Write(s.fd, req); err != nil {
 						e++
 					}
@@ -127,6 +135,10 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 		PerSec: float64(total) / dur.Seconds(), P50Micros: pct(0.5), P99Micros: pct(0.99), Errors: errs}
 	if len(all) > 0 {
 		res.MaxMicros = float64(all[len(all)-1]) / 1e3
+	}
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
+		res.CPUSeconds = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 	}
 	check(json.NewEncoder(os.Stdout).Encode(res))
 }

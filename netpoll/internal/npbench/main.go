@@ -51,6 +51,7 @@ func main() {
 	threads := flag.Int("threads", 1, "epoll load generator threads")
 	cpuprof := flag.String("cpuprofile", "", "write a CPU profile (server) to this file")
 	tick := flag.Duration("tick", 0, "netpoll timer tick (server, gnet; 0: default)")
+	noYield := flag.Bool("noyield", false, "gnet loops do not yield to the scheduler (Config.NoLoopYield)")
 	flag.Parse()
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
@@ -61,7 +62,7 @@ func main() {
 	raiseNofile()
 	switch *mode {
 	case "server":
-		server(*impl, *listeners, *perListener, *loops, *lock, *tick)
+		server(*impl, *listeners, *perListener, *loops, *lock, *tick, *noYield)
 	case "load":
 		if *client == "epoll" {
 			loadEpoll(strings.Split(*addrs, ","), *conns, *threads, *dur, *warm, *size)
@@ -96,7 +97,7 @@ func (handler) OnFrame(c netpoll.Conn, f []byte) error {
 }
 func (handler) OnClose(netpoll.Conn, error) {}
 
-func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration) {
+func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration, noYield bool) {
 	var addrs []string
 	var stop func()
 	switch impl {
@@ -106,7 +107,7 @@ func server(impl string, n int, per bool, loops int, lock bool, tick time.Durati
 		for i := 0; i < n; i++ {
 			ls = append(ls, netpoll.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", 0), Protocol: p})
 		}
-		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick,
+		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick, NoLoopYield: noYield,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, ls)
 		check(err)
 		check(srv.Start())
@@ -198,6 +199,7 @@ type loadResult struct {
 	Errors       int64   `json:"errors"`
 	MaxMicros    float64 `json:"max_us"`
 	ConnectFails int64   `json:"connect_fails"`
+	CPUSeconds   float64 `json:"cpu_s"` // the load generator's own CPU (user+system), whole run
 }
 
 // load: each connection sends a request, waits for the answer, repeats.
