@@ -32,6 +32,8 @@ func (a *crashAck) AppendDone(base int64, err error) {
 	a.mu.Unlock()
 }
 
+const crashPreallocEnv = "QUARTET_CRASH_PREALLOC"
+
 // TestMain lets the test binary act as the crash child.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
@@ -49,7 +51,11 @@ func crashChild(dir string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	l, err := Open(dir, Config{Flush: FlushSync, SegmentBytes: 256 << 10}, w, nil)
+	cfg := Config{Flush: FlushSync, SegmentBytes: 256 << 10}
+	if os.Getenv(crashPreallocEnv) != "" {
+		cfg.PreallocBytes = 64 << 10 // a zero tail the kill leaves behind
+	}
+	l, err := Open(dir, cfg, w, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -80,6 +86,9 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+		if round > 0 { // rounds 1 and 2 preallocate (Config.PreallocBytes)
+			cmd.Env = append(cmd.Env, crashPreallocEnv+"=1")
+		}
 		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {

@@ -28,6 +28,13 @@ type Config struct {
 	RetentionAge       time.Duration // delete segments whose newest record is older (0: no limit)
 	IndexIntervalBytes int64         // bytes between sparse index entries
 	Flush              FlushMode     // sync: complete after fdatasync; async: after write
+	// PreallocBytes, under flush=sync, keeps up to this many bytes of zeros
+	// written ahead of the active segment's end, so an append overwrites
+	// blocks the file already has and its fdatasync need not commit a size
+	// change to the journal (on ext4 here: half the cost of a small
+	// fdatasync). The zeros cost disk bandwidth once, so it pays for logs of
+	// small, latency-bound appends, not for bulk ones. 0: off.
+	PreallocBytes int64
 }
 
 // Defaults for a zero Config.
@@ -35,7 +42,11 @@ const (
 	SegmentBytesDefault       = 1 << 30
 	IndexIntervalBytesDefault = 4096
 	segmentBytesMax           = 1<<32 - 1 // index positions are uint32
+	preallocBytesMax          = 16 << 20  // the shared zero buffer's size
 )
+
+// zeros is the source of every zero-fill write; it is only ever read.
+var zeros = make([]byte, preallocBytesMax)
 
 func (c *Config) fill() {
 	if c.SegmentBytes <= 0 {
@@ -47,6 +58,7 @@ func (c *Config) fill() {
 	if c.IndexIntervalBytes <= 0 {
 		c.IndexIntervalBytes = IndexIntervalBytesDefault
 	}
+	c.PreallocBytes = min(max(c.PreallocBytes, 0), preallocBytesMax)
 	if c.Flush == "" {
 		c.Flush = FlushSync
 	}
@@ -83,7 +95,10 @@ type Log struct {
 	onCommit func(hw int64)
 
 	unsynced bool // flush=async: completed writes not yet fdatasync'ed
-	flushing int  // flush=async: background fdatasyncs in flight
+	flushing int  // background fdatasyncs and truncations in flight
+
+	zeroReq Request  // the one zero-fill write in flight (PreallocBytes)
+	zeroSeg *segment // its segment, nil when none is in flight
 }
 
 type repairPoint struct {
@@ -130,6 +145,7 @@ func Open(dir string, cfg Config, w Writer, logger *slog.Logger) (*Log, error) {
 	}
 	l := &Log{dir: dir, cfg: cfg, w: w, logger: logger.With("log", dir)}
 	l.drained = sync.NewCond(&l.mu)
+	l.zeroReq.Done = l.zeroDone
 	if err := l.recover(); err != nil {
 		l.closeFiles()
 		return nil, err
@@ -155,6 +171,7 @@ func (l *Log) SetConfig(cfg Config) {
 	defer l.mu.Unlock()
 	cfg.Flush = l.cfg.Flush
 	cfg.IndexIntervalBytes = l.cfg.IndexIntervalBytes
+	cfg.PreallocBytes = l.cfg.PreallocBytes
 	cfg.fill()
 	l.cfg = cfg
 }
@@ -240,6 +257,7 @@ func (l *Log) Append(batches []byte, c Completer) error {
 	}
 	op.next = l.next
 	seg.size += size
+	seg.inflight++
 	if l.tail == nil {
 		l.head = op
 	} else {
@@ -249,10 +267,95 @@ func (l *Log) Append(batches []byte, c Completer) error {
 	op.req.FD = int(seg.file.Fd())
 	op.req.Pos = op.pos
 	op.req.Data = buf
-	op.req.Sync = l.cfg.Flush == FlushSync
+	syncs := l.cfg.Flush == FlushSync
+	op.req.Sync = syncs
 	l.w.Submit(&op.req)
+	if l.cfg.PreallocBytes > 0 && syncs && l.zeroSeg == nil && seg.zeroEnd < seg.size+l.cfg.PreallocBytes/2 {
+		l.submitZeroLocked(seg)
+	}
 	l.mu.Unlock()
 	return nil
+}
+
+// submitZeroLocked queues a write of zeros from the segment's end (or its
+// zeroed end) up to PreallocBytes ahead. Appends into that range are submitted
+// after it, and the writer keeps one file's writes in submission order, so
+// the zeros never land on data.
+func (l *Log) submitZeroLocked(seg *segment) {
+	from := max(seg.zeroEnd, seg.size)
+	to := min(seg.size+l.cfg.PreallocBytes, l.cfg.SegmentBytes)
+	if to <= from {
+		return
+	}
+	seg.zeroEnd = to
+	seg.inflight++
+	l.zeroSeg = seg
+	l.zeroReq.FD = int(seg.file.Fd())
+	l.zeroReq.Pos = from
+	l.zeroReq.Data = zeros[:to-from]
+	l.zeroReq.Sync = false
+	l.w.Submit(&l.zeroReq)
+}
+
+// zeroDone runs on the writer goroutine. A failed zero-fill costs only speed:
+// the appends behind it extend the file as they would without it (and a
+// failure that reaches them is repaired as any other).
+func (l *Log) zeroDone(r *Request, err error) {
+	l.mu.Lock()
+	seg := l.zeroSeg
+	l.zeroSeg = nil
+	if err != nil {
+		l.logger.Warn("segment preallocation write failed", "err", err)
+		seg.zeroEnd = min(seg.zeroEnd, r.Pos)
+	}
+	l.segDoneLocked(seg)
+	if l.head == nil && l.failing {
+		l.repairLocked()
+	}
+	if l.idleLocked() {
+		l.drained.Broadcast()
+	}
+	l.mu.Unlock()
+}
+
+// segDoneLocked notes one completed write of seg; a sealed segment's zero
+// tail is cut once nothing is in flight for it.
+func (l *Log) segDoneLocked(seg *segment) {
+	seg.inflight--
+	if seg.sealed && seg.inflight == 0 && seg.zeroEnd > seg.size {
+		l.trimLocked(seg)
+	}
+}
+
+// trimLocked truncates a sealed segment's preallocated tail and makes the
+// new size durable (recovery trusts the size of older segments), off the
+// writer thread.
+func (l *Log) trimLocked(seg *segment) {
+	size := seg.size
+	seg.zeroEnd = size
+	l.flushing++
+	seg.refs.Add(1)
+	go func() {
+		err := seg.file.Truncate(size)
+		if err == nil {
+			err = fdatasync(seg.file)
+		}
+		seg.release()
+		l.mu.Lock()
+		l.flushing--
+		if err != nil {
+			l.logger.Error("segment: cutting the preallocated tail of a sealed segment", "err", err, "segment", seg.path)
+		}
+		if l.idleLocked() {
+			l.drained.Broadcast()
+		}
+		l.mu.Unlock()
+	}()
+}
+
+// idleLocked: no append, zero-fill, background sync or trim in flight.
+func (l *Log) idleLocked() bool {
+	return l.head == nil && l.zeroSeg == nil && l.flushing == 0
 }
 
 // complete runs on the writer goroutine when op's write (and sync) finished.
@@ -274,6 +377,7 @@ func (op *appendOp) complete(_ *Request, err error) {
 			l.tail = nil
 		}
 		h.link = nil
+		l.segDoneLocked(h.seg)
 		if h.err == nil && !l.failing {
 			l.hw = h.next
 			h.seg.durable = h.pos + h.size
@@ -295,10 +399,10 @@ func (op *appendOp) complete(_ *Request, err error) {
 		}
 		readyTail = h
 	}
-	if l.head == nil && l.failing {
+	if l.head == nil && l.zeroSeg == nil && l.failing {
 		l.repairLocked()
 	}
-	if l.head == nil {
+	if l.idleLocked() {
 		l.drained.Broadcast()
 	}
 	hw, onCommit := l.hw, l.onCommit
@@ -344,7 +448,7 @@ func (l *Log) repairLocked() {
 			l.logger.Error("segment repair: truncate failed; log stays failed", "err", err)
 			return
 		}
-		rp.seg.size, rp.seg.durable = rp.pos, rp.pos
+		rp.seg.size, rp.seg.durable, rp.seg.zeroEnd = rp.pos, rp.pos, rp.pos
 		rp.seg.truncateIndexes(rp.pos)
 		l.next = rp.next
 		l.logger.Warn("segment repaired after failed write", "next_offset", l.next, "pos", rp.pos)
@@ -360,6 +464,10 @@ func (l *Log) rollLocked() (*segment, error) {
 		return nil, err
 	}
 	l.segs = append(l.segs, s)
+	old.sealed = true
+	if old.inflight == 0 && old.zeroEnd > old.size {
+		l.trimLocked(old)
+	}
 	idx := append([]indexEntry(nil), old.index...)
 	tidx := append([]timeEntry(nil), old.timeIndex...)
 	go func() {
@@ -428,13 +536,19 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	for l.head != nil || l.flushing > 0 {
+	for !l.idleLocked() {
 		l.drained.Wait()
 	}
 	var firstErr error
 	if len(l.segs) > 0 {
 		active := l.segs[len(l.segs)-1]
-		if err := active.file.Sync(); err != nil {
+		if active.zeroEnd > active.size {
+			if err := active.file.Truncate(active.size); err != nil {
+				firstErr = fmt.Errorf("segment: cutting the preallocated tail: %w", err)
+			}
+			active.zeroEnd = active.size
+		}
+		if err := active.file.Sync(); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("segment: sync on close: %w", err)
 		}
 		for _, s := range l.segs {

@@ -36,6 +36,9 @@ func BenchmarkLogAppend(b *testing.B) {
 	}
 }
 
+// preallocBench is the PreallocBytes of the /prealloc cases.
+const preallocBench = 4 << 20
+
 type logBenchSlot struct {
 	t0  time.Time
 	lat *latencies
@@ -73,7 +76,11 @@ func benchLogAppend(b *testing.B, c benchCase) {
 	if c.sync {
 		flush = FlushSync
 	}
-	l, err := Open(b.TempDir(), Config{Flush: flush}, w, nil)
+	cfg := Config{Flush: flush}
+	if c.prealloc {
+		cfg.PreallocBytes = preallocBench
+	}
+	l, err := Open(b.TempDir(), cfg, w, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -375,14 +375,18 @@ func TestAppendDoesNotAllocate(t *testing.T) {
 		writers["uring"] = func() (Writer, error) { return NewWriter(IOUring, nil) }
 	}
 	for name, mk := range writers {
-		for _, flush := range []FlushMode{FlushAsync, FlushSync} {
+		for _, flush := range []FlushMode{FlushAsync, FlushSync, "sync+prealloc"} {
 			t.Run(name+"/"+string(flush), func(t *testing.T) {
+				cfg := Config{Flush: flush}
+				if flush == "sync+prealloc" {
+					cfg = Config{Flush: FlushSync, PreallocBytes: 1 << 20}
+				}
 				w, err := mk()
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer w.Close()
-				l := openTestLog(t, t.TempDir(), Config{Flush: flush}, w)
+				l := openTestLog(t, t.TempDir(), cfg, w)
 				defer l.Close()
 				batch := testBatch(t, 16, 1000, 1)
 				var c countDone

@@ -64,8 +64,13 @@ func (l *Log) recover() error {
 			return err
 		}
 		if end < s.size {
-			l.logger.Warn("segment recovery: truncating torn or corrupt tail",
-				"segment", filepath.Base(path), "kept_bytes", end, "dropped_bytes", s.size-end)
+			if zeroTail(f, end) {
+				l.logger.Info("segment recovery: cutting the preallocated zero tail",
+					"segment", filepath.Base(path), "kept_bytes", end, "dropped_bytes", s.size-end)
+			} else {
+				l.logger.Warn("segment recovery: truncating torn or corrupt tail",
+					"segment", filepath.Base(path), "kept_bytes", end, "dropped_bytes", s.size-end)
+			}
 			if err := f.Truncate(end); err != nil {
 				return fmt.Errorf("segment: truncate %s: %w", path, err)
 			}
@@ -155,4 +160,18 @@ func (l *Log) scanSegment(s *segment, validate bool) (end, next int64, err error
 		end += int64(size)
 		next = h.LastOffset() + 1
 	}
+}
+
+// zeroTail reports whether the bytes after end start with a zeroed batch
+// header: preallocation (Config.PreallocBytes) or a write that never reached
+// the disk, not a corrupt batch.
+func zeroTail(f *os.File, end int64) bool {
+	var hdr [BatchHeaderBytes]byte
+	n, _ := f.ReadAt(hdr[:], end)
+	for _, b := range hdr[:n] {
+		if b != 0 {
+			return false
+		}
+	}
+	return n > 0
 }

@@ -30,6 +30,11 @@ type segment struct {
 
 	refs    atomic.Int32 // 1 for the log + 1 per outstanding Range
 	deleted atomic.Bool
+
+	// Preallocation (Config.PreallocBytes), guarded by the Log's mutex.
+	zeroEnd  int64 // the file holds data or zeros up to here
+	inflight int32 // appends and zero-fills submitted and not yet completed
+	sealed   bool  // rolled: its zero tail is cut once inflight reaches 0
 }
 
 type indexEntry struct {

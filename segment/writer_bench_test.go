@@ -34,6 +34,7 @@ type benchCase struct {
 	producers int
 	inflight  int
 	files     int // writer benchmark: producer p appends to file p%files (0: 1)
+	prealloc  bool
 }
 
 func (c benchCase) name() string {
@@ -44,6 +45,9 @@ func (c benchCase) name() string {
 	name := fmt.Sprintf("io=%s/flush=%s/producers=%d/inflight=%d", c.mode, flush, c.producers, c.inflight)
 	if c.files > 1 {
 		name += fmt.Sprintf("/files=%d", c.files)
+	}
+	if c.prealloc {
+		name += "/prealloc"
 	}
 	return name
 }
@@ -57,6 +61,9 @@ func benchCases() []benchCase {
 			for _, inflight := range []int{1, 4, 8} {
 				for _, mode := range benchModes {
 					cs = append(cs, benchCase{mode: mode, sync: sync, producers: p, inflight: inflight})
+				}
+				if sync { // Config.PreallocBytes, beside the same case without it
+					cs = append(cs, benchCase{mode: IOSync, sync: sync, producers: p, inflight: inflight, prealloc: true})
 				}
 			}
 		}
