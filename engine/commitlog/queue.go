@@ -310,7 +310,9 @@ func (q *Queue) Scan(from int64, max int, buf *[]byte, fn func(qoff, coff int64,
 		}
 		*buf = b[:0]
 		j0 := j
-		werr := segment.WalkRecords(b, func(r *segment.Record) error {
+		// Only batches holding a wanted offset are decoded (and their CRC
+		// checked): the rest of the read belongs to other queues.
+		visit := func(r *segment.Record) error {
 			for j < len(ents) && ents[j] < r.Offset {
 				j++ // not in the log (cannot happen short of corruption): skip
 			}
@@ -325,7 +327,32 @@ func (q *Queue) Scan(from int64, max int, buf *[]byte, fn func(qoff, coff int64,
 			}
 			j++
 			return nil
-		})
+		}
+		var werr error
+		for rest := b; len(rest) >= segment.BatchHeaderBytes && werr == nil; {
+			h, err := segment.ParseBatchHeader(rest)
+			if err != nil {
+				werr = err
+				break
+			}
+			size := h.Size()
+			if size > len(rest) || size < segment.BatchHeaderBytes {
+				break
+			}
+			batch := rest[:size]
+			rest = rest[size:]
+			for j < len(ents) && ents[j] < h.BaseOffset {
+				j++ // not in the log (cannot happen short of corruption): skip
+			}
+			if j >= len(ents) {
+				werr = ErrStop
+				break
+			}
+			if ents[j] > h.LastOffset() || h.Attributes&segment.AttrControl != 0 {
+				continue
+			}
+			werr = segment.ForEachRecord(batch, visit)
+		}
 		if werr == ErrStop {
 			if j < len(ents) {
 				return from + int64(j), nil // fn stopped
