@@ -52,4 +52,7 @@
 //
 // Loop entries (OnTraffic, Execute, timers) end by flushing the output of
 // every connection they wrote to, so many responses leave in one writev.
+// A request/response costs one read and one write system call per wakeup.
+// A busy loop calls runtime.Gosched every 2 ms so that the Go scheduler's
+// sysmon neither preempts it nor takes its P (Config.NoLoopYield).
 package netpoll
