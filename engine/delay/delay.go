@@ -20,7 +20,7 @@ const (
 	HeaderPartition = "dly@part"
 	HeaderDue       = "dly@due"
 
-	metaNamespace = "delay"
+	metaNamespace = "delay.cq" // cursors are consume-queue offsets (the old "delay" ones were partition offsets)
 	scanMax       = 256
 	retryDelay    = time.Second
 	idleWait      = time.Minute

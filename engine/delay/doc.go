@@ -12,7 +12,7 @@
 //	dly@due   = due time, ms since the epoch (decimal)
 //
 // Each level's delivery cursor (the next queue offset to deliver) is kept
-// in the metadata store, namespace "delay", key "<schedule topic>/<level>",
+// in the metadata store, namespace "delay.cq", key "<schedule topic>/<level>",
 // and advanced after the destination append completes, so delivery survives
 // a restart at least once.
 package delay

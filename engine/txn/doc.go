@@ -11,7 +11,7 @@
 //	txn@part  = destination queue (decimal)
 //	txn@group = producer group
 //
-// Decisions and check counts live in the metadata store, namespace "txn":
+// Decisions and check counts live in the metadata store, namespace "txn.cl":
 //
 //	op/<half's commit-log offset>  = "c" (committed) | "r" (rolled back) | "x" (discarded after too many checks)
 //	chk/<half's commit-log offset> = number of checks sent (decimal)

@@ -23,7 +23,7 @@ const (
 	HeaderPartition = "txn@part"
 	HeaderGroup     = "txn@group"
 
-	metaNamespace = "txn"
+	metaNamespace = "txn.cl" // keys are commit-log offsets (the old "txn" ones were partition offsets)
 	scanMax       = 4096
 	tickMax       = time.Second
 )
