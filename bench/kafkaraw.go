@@ -310,29 +310,31 @@ func subscribeRaw(ctx context.Context, c *Config, se *subEnv) error {
 		return fmt.Errorf("%w: --consumer raw reads every partition; --group needs --consumer franz", ErrUsage)
 	}
 	topics := topicNames(c)
+	type conn struct {
+		nc net.Conn
+		f  *rawFetch
+	}
+	conns := make([]conn, c.Consumers)
+	// The partitions and start offsets are looked up before T0 (they are
+	// not the fetch path); a cold read connects only at T0.
+	parts, err := rawPartitions(ctx, c, topics)
+	if err != nil {
+		return err
+	}
 	if c.ConsumeOnly {
 		se.ready()
 		if err := se.waitStart(ctx); err != nil {
 			return err
 		}
 	}
-	type conn struct {
-		nc net.Conn
-		f  *rawFetch
-	}
-	conns := make([]conn, c.Consumers)
 	for j := range conns {
-		parts, err := rawPartitions(ctx, c, topics)
-		if err != nil {
-			return err
-		}
 		d := net.Dialer{Timeout: 10 * time.Second}
 		nc, err := d.DialContext(ctx, "tcp", c.Target)
 		if err != nil {
 			return fmt.Errorf("kafka raw consumer: dial %s: %w", c.Target, err)
 		}
 		defer nc.Close()
-		conns[j] = conn{nc: nc, f: newRawFetch(topics, parts)}
+		conns[j] = conn{nc: nc, f: newRawFetch(topics, slices.Clone(parts))}
 	}
 	go func() {
 		<-ctx.Done()
