@@ -135,7 +135,7 @@ func newFlagSet(proto string, cfg *Config) *flag.FlagSet {
 		fs.BoolVar(&cfg.Ceiling, "ceiling", false, "write pre-encoded Produce requests into a discarding sink at --target (machine ceiling)")
 		fs.IntVar(&cfg.BatchRecords, "batch-records", 64, "records per pre-encoded request with --ceiling")
 		fs.StringVar(&cfg.Consumer, "consumer", "franz", "consumers: franz (franz-go, decodes every record, measures produce→consume latency) or raw (pre-encoded Fetch requests over TCP, reads only batch headers and discards the records: measures the broker's fetch path; no latency)")
-		fs.IntVar(&cfg.MaxBuffered, "max-buffered", 1000, "records a producer client buffers unacknowledged (franz-go MaxBufferedRecords, franz-go default 50000; the closed-loop window: 1000 x 1 KiB keeps closed-loop p99 near 20 ms here at the same MB/s as 10000)")
+		fs.IntVar(&cfg.MaxBuffered, "max-buffered", 1000, "records a producer client buffers unacknowledged (franz-go MaxBufferedRecords, franz-go default 50000; the closed-loop window: 1000 x 1 KiB cut closed-loop p99 from ~210 ms to 19-60 ms here at about the same MB/s as 10000)")
 	case "amqp":
 		fs.BoolVar(&cfg.Confirm, "confirm", false, "publisher confirms")
 		fs.BoolVar(&cfg.Durable, "durable", false, "durable queues and persistent messages")
