@@ -343,6 +343,7 @@ func (t *gnetTransport) polled() bool { return true }
 func (t *gnetTransport) execute(fn func()) error {
 	return t.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		fn()
+		t.lp.maybeYield() // a loop kept busy by completions alone must yield too
 		return nil
 	}))
 }
