@@ -56,6 +56,7 @@ type conn struct {
 	wakeFn   func(netpoll.Conn)
 	da       *durableAck // acknowledgement of the publish being handled, if it waits for the disk
 	paused   bool        // reads paused by flow control until a session wakes us
+	credit   uint16      // publishes past a deep queue allowed before pausing again (see publishCredit)
 	pauseGen uint32      // identifies the pause a stall timer belongs to
 	waiters  []session.Waiter
 	timer    netpoll.Timer
@@ -120,6 +121,7 @@ func (h *handler) OnOpen(nc netpoll.Conn) any {
 		c.drain()
 	}
 	c.wakeFn = func(netpoll.Conn) {
+		c.credit = c.srv.publishCredit()
 		if c.paused {
 			c.paused = false
 			c.nc.ResumeReads()
@@ -536,7 +538,9 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 	n, blocked := s.routeFrom(m, ss, c)
 	m.Release()
 	s.stats.MsgsIn.Add(1)
-	if blocked > 0 && !c.paused {
+	if blocked > 0 && c.credit > 0 {
+		c.credit--
+	} else if blocked > 0 && !c.paused {
 		s.stats.PublisherPauses.Add(1)
 		c.paused = true
 		c.pauseGen++

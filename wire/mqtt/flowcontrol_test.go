@@ -95,4 +95,18 @@ func TestIdleSubscriberIsNotStalled(t *testing.T) {
 	if pub.paused {
 		t.Fatal("publisher still paused after the subscriber drained its queue")
 	}
+	// woken, the publisher may go past the high-water mark by its credit,
+	// then pauses again
+	for i := 0; i < 1000 && !pub.paused; i++ {
+		f := AppendPublish(nil, Version311, &Publish{QoS: 1, PacketID: uint16(i + 1), Topic: []byte("fc/x"), Payload: []byte("m")})
+		if err := h.OnFrame(pub, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ss.Lock()
+	q = ss.QueueLen()
+	ss.Unlock()
+	if want := 128 + int(srv.publishCredit()); !pub.paused || q != want {
+		t.Fatalf("paused %v with %d queued, want paused with %d", pub.paused, q, want)
+	}
 }
