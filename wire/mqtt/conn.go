@@ -502,9 +502,11 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 		return c.fail(RCTopicNameInvalid, fmt.Errorf("%w: invalid topic name %q", ErrProtocol, topic))
 	}
 	ss := c.sess
+	persistQoS2 := false // a new inbound QoS 2 id of a persistent session: stored before PUBREC
 	if p.QoS == 2 {
 		ss.Lock()
 		_, dup := ss.QoS2In[p.PacketID]
+		persistQoS2 = !dup && ss.Persistent && s.persist != nil
 		if !dup {
 			if len(ss.QoS2In) >= int(s.cfg.ReceiveMaximum) {
 				ss.Unlock()
@@ -524,6 +526,10 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 	m, err := c.buildMessage(sc, topic, p.Payload, &p.Props)
 	if err != nil {
 		return c.fail(RCProtocolError, err)
+	}
+	if persistQoS2 {
+		// after a restart a PUBLISH resent with DUP must still be known
+		s.persist.putQoS2In(ss, p.PacketID, c.durableDone())
 	}
 	m.QoS = p.QoS
 	m.Retain = p.Retain
@@ -628,10 +634,19 @@ func (c *conn) onAck(sc *scratch) error {
 		ss.Lock()
 		_, ok := ss.QoS2In[a.PacketID]
 		delete(ss.QoS2In, a.PacketID)
+		persisted := ok && ss.Persistent && c.srv.persist != nil
 		ss.Unlock()
 		rc := byte(RCSuccess)
 		if !ok {
 			rc = RCPacketIDNotFound
+		}
+		if persisted {
+			// PUBCOMP frees the id for a new message: the stored id must be
+			// gone first, or after a restart that message would be taken
+			// for a duplicate and lost
+			c.srv.persist.deleteQoS2In(ss, a.PacketID, c.durableDone())
+			c.ackWhenDurable(PUBCOMP, a.PacketID, rc)
+			return nil
 		}
 		c.write(AppendAck(c.buf[:0], c.version, PUBCOMP, a.PacketID, rc, nil))
 	}

@@ -22,6 +22,7 @@ import (
 //
 //	ns "mqtt.session"  key clientID            value: version(1) expiry(4) {filterLen(2) filter opts(1) id(4)}*
 //	ns "mqtt.queue"    key clientID "\x00" seq value: qos(1) retain(1) subID(4) message(session.AppendMessage)
+//	ns "mqtt.qos2in"   key clientID "\x00" packetID(4 hex) value: 1
 //
 // Queued QoS 1/2 messages are written when they are queued for a session that
 // is offline, or when a persistent session disconnects with messages queued
@@ -31,6 +32,7 @@ var errServerClosed = errors.New("mqtt: server closed")
 const (
 	nsSession = "mqtt.session"
 	nsQueue   = "mqtt.queue"
+	nsQoS2In  = "mqtt.qos2in" // inbound QoS 2 ids received and not yet released (PUBREL)
 )
 
 type persister struct {
@@ -84,16 +86,41 @@ func (p *persister) deleteSession(ss *session.Session) {
 	}
 	p.be.Delete(nsSession, ss.ID, p.logErr("session"))
 	prefix := ss.ID + "\x00"
-	var keys []string
-	p.be.Range(nsQueue, func(k string, _ []byte) bool {
-		if strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
+	for _, ns := range []string{nsQueue, nsQoS2In} {
+		var keys []string
+		p.be.Range(ns, func(k string, _ []byte) bool {
+			if strings.HasPrefix(k, prefix) {
+				keys = append(keys, k)
+			}
+			return true
+		})
+		for _, k := range keys {
+			p.be.Delete(ns, k, nil)
 		}
-		return true
-	})
-	for _, k := range keys {
-		p.be.Delete(nsQueue, k, nil)
 	}
+}
+
+func qos2Key(id string, pid uint16) string {
+	return id + "\x00" + fmt.Sprintf("%04x", pid)
+}
+
+// putQoS2In stores an inbound QoS 2 packet id awaiting PUBREL; done is
+// called once it is durable (or with an error).
+func (p *persister) putQoS2In(ss *session.Session, pid uint16, done func(error)) {
+	if p.closed.Load() {
+		done(errServerClosed)
+		return
+	}
+	p.be.Put(nsQoS2In, qos2Key(ss.ID, pid), []byte{1}, done)
+}
+
+// deleteQoS2In forgets a released inbound QoS 2 packet id.
+func (p *persister) deleteQoS2In(ss *session.Session, pid uint16, done func(error)) {
+	if p.closed.Load() {
+		done(errServerClosed)
+		return
+	}
+	p.be.Delete(nsQoS2In, qos2Key(ss.ID, pid), done)
 }
 
 func queueKey(id string, seq uint64) string {
@@ -215,6 +242,31 @@ func (s *Server) loadSessions() error {
 	for _, k := range stale {
 		p.be.Delete(nsQueue, k, nil)
 	}
+	stale = stale[:0]
+	p.be.Range(nsQoS2In, func(k string, _ []byte) bool {
+		i := strings.LastIndexByte(k, 0)
+		pid, e := strconv.ParseUint(k[i+1:], 16, 16)
+		if i < 0 || e != nil {
+			err = session.ErrCorrupt
+			return false
+		}
+		ss, ok := s.sessions.Get(k[:i])
+		if !ok {
+			stale = append(stale, k)
+			return true
+		}
+		if ss.QoS2In == nil {
+			ss.QoS2In = make(map[uint16]struct{})
+		}
+		ss.QoS2In[uint16(pid)] = struct{}{}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		p.be.Delete(nsQoS2In, k, nil)
+	}
 	p.seq.Store(maxSeq)
 	for id, items := range queues {
 		ss, _ := s.sessions.Get(id)
@@ -264,6 +316,17 @@ func (c *conn) durableDone() func(error) {
 	}
 }
 
+// ackWhenDurable writes acknowledgement typ for id once the durable writes
+// begun with durableDone for the packet being handled complete, in order
+// with everything written after it (loop only).
+func (c *conn) ackWhenDurable(typ byte, id uint16, rc byte) {
+	da := c.da
+	c.da = nil
+	da.slot = c.nc.Reserve()
+	da.typ, da.id, da.rc = typ, id, rc
+	da.release(true)
+}
+
 func (da *durableAck) release(onLoop bool) {
 	if da.n.Add(-1) != 0 {
 		return
@@ -279,7 +342,7 @@ func (da *durableAck) fill(nc netpoll.Conn) {
 	c := da.c
 	rc := da.rc
 	if da.err.Load() != nil {
-		if c.version < Version5 {
+		if c.version < Version5 || da.typ == PUBCOMP { // PUBCOMP has no error reason but 0x92
 			da.slot.Fill(nil)
 			nc.Close(fmt.Errorf("mqtt: publish not stored"))
 			return
