@@ -394,9 +394,10 @@ func recordsInBytes(b []byte, from int64) int64 {
 // recordsInRange counts the records at offsets >= from in rng without
 // reading its record data: the base offset of the batch that follows the
 // range (8 bytes next to it, in the page cache) is one past its last offset.
-// Where nothing follows (the range ends at the end of its segment file) or
-// what follows is not yet a plausible header (a write in progress), the
-// range's batch headers are read instead.
+// Where nothing follows (the range ends at the end of its segment file, or
+// at the zeros preallocation writes ahead of the data) or what follows is not
+// yet a plausible header (a write in progress), the range's batch headers are
+// read instead.
 func recordsInRange(rng *segment.Range, from int64) int64 {
 	from = max(from, rng.FirstOffset)
 	var b [segment.BatchHeaderBytes]byte

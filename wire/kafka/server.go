@@ -89,8 +89,9 @@ type Server struct {
 // byte leaves the socket. The count is offset arithmetic, not a walk of the
 // records: the base offset of the batch after the range (an 8-byte read next
 // to the range just served, in the page cache) minus the first offset served;
-// where the range ends at the end of a segment file, the range's 61-byte
-// batch headers are read instead. Offsets in a partition are dense (no
+// where the range ends at the end of a segment file's data (EOF, or the zeros
+// preallocation writes ahead), the range's 61-byte batch headers are read
+// instead. Offsets in a partition are dense (no
 // compaction, no transaction markers), so both are exact.
 func (s *Server) MessageCounts() (in, out uint64) {
 	return s.msgsIn.Load(), s.msgsOut.Load()
