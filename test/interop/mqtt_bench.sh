@@ -3,6 +3,8 @@
 # quartet-bench load in the same run, alternating A B A B. Reports broker CPU
 # seconds, msgs (in+out) per broker CPU-second, delivered msgs/s, drops, p99.
 #   test/interop/mqtt_bench.sh            (ROUNDS=2 DURATION=10s SCEN="qos0-100 qos1-100")
+#   PUBMODE=raw: pre-encoded publishers batching their writes (bench/'s mqtt-fanin-* scenarios);
+#   default paho (one write per publish).
 # Heavy: run under flock /tmp/bench.lock. Needs bin/quartet, bin/quartet-bench
 # (built here into $WORK if missing).
 set -euo pipefail
@@ -42,7 +44,7 @@ run() { # name target pid scenario round
     qos1-1024) args="--qos 1 --size 1024 --producers 4" ;;
     fanout100-qos0-100) args="--qos 0 --size 100 --producers 1 --consumers 100 --rate 2000" ;;
   esac
-  "$BB" mqtt --target "$target" --broker-pid "$pid" $args --duration "$DURATION" --warmup "$WARMUP" \
+  "$BB" mqtt --target "$target" --broker-pid "$pid" $args --pub-mode "${PUBMODE:-paho}" --duration "$DURATION" --warmup "$WARMUP" \
     --label "$name" --scenario "$sc" --out "$OUT/$sc-$name-$r" --quiet >"$OUT/$sc-$name-$r.txt" 2>&1 || true
   echo "== $sc $name round $r"; grep -v '^$' "$OUT/$sc-$name-$r.txt" | tail -n 12
 }
