@@ -21,8 +21,19 @@ type Inflight struct {
 	Entry
 	PacketID uint16
 	Released bool // QoS 2: PUBREC received, PUBREL sent
-	done     bool
+	// Stored is the delivery state last written to durable storage
+	// (StoredNone, StoredSent or StoredReleased), so a restart resends
+	// with the same packet identifier.
+	Stored byte
+	done   bool
 }
+
+// Durable states of an inflight delivery (Inflight.Stored).
+const (
+	StoredNone     byte = iota // no durable record carries its packet identifier
+	StoredSent                 // stored with its packet identifier, PUBLISH sent
+	StoredReleased             // stored as PUBREC'd: PUBREL is resent, not the PUBLISH
+)
 
 // Subscription is a session's subscription as remembered across reconnects.
 type Subscription struct {
@@ -144,6 +155,38 @@ func (s *Session) InflightLen() int { return s.infLive }
 
 // AddInflight records e as sent with a fresh packet identifier and returns it.
 func (s *Session) AddInflight(e Entry) uint16 {
+	s.nextID++
+	if s.nextID == 0 {
+		s.nextID = 1
+	}
+	s.addInflight(Inflight{Entry: e, PacketID: s.nextID})
+	return s.nextID
+}
+
+// RestoreInflight records e as already sent with packet identifier id
+// (released: a QoS 2 delivery whose PUBREC was received), as restored
+// from durable storage after a restart; stored is its durable state. Fresh
+// identifiers continue after the newest restored one (serial-number order).
+// Caller holds the lock.
+func (s *Session) RestoreInflight(e Entry, id uint16, released bool, stored byte) {
+	if s.infLive == 0 || int16(id-s.nextID) > 0 {
+		s.nextID = id
+	}
+	s.addInflight(Inflight{Entry: e, PacketID: id, Released: released, Stored: stored})
+}
+
+// NewestInflight returns the delivery added last (nil if none).
+func (s *Session) NewestInflight() *Inflight {
+	if s.infLen == 0 {
+		return nil
+	}
+	return &s.inf[(s.infHead+s.infLen-1)%len(s.inf)]
+}
+
+// FindInflight returns the unacknowledged delivery id (nil if none).
+func (s *Session) FindInflight(id uint16) *Inflight { return s.findInflight(id) }
+
+func (s *Session) addInflight(f Inflight) {
 	if s.infLen == len(s.inf) {
 		n := 2 * len(s.inf)
 		if n == 0 {
@@ -155,14 +198,9 @@ func (s *Session) AddInflight(e Entry) uint16 {
 		}
 		s.inf, s.infHead = ni, 0
 	}
-	s.nextID++
-	if s.nextID == 0 {
-		s.nextID = 1
-	}
-	s.inf[(s.infHead+s.infLen)%len(s.inf)] = Inflight{Entry: e, PacketID: s.nextID}
+	s.inf[(s.infHead+s.infLen)%len(s.inf)] = f
 	s.infLen++
 	s.infLive++
-	return s.nextID
 }
 
 func (s *Session) findInflight(id uint16) *Inflight {

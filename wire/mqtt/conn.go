@@ -616,6 +616,14 @@ func (c *conn) onAck(sc *scratch) error {
 			return nil
 		}
 		ok = ss.Released(a.PacketID)
+		if ok && c.srv.persist != nil && ss.Persistent {
+			// a stored delivery: after a restart PUBREL is resent, not the
+			// PUBLISH (not waited for: if lost, the PUBLISH is resent with
+			// DUP and the same id, which the receiver already holds)
+			if f := ss.FindInflight(a.PacketID); f != nil && f.Stored != session.StoredNone {
+				c.srv.persist.storeInflight(ss, f, nil)
+			}
+		}
 		ss.Unlock()
 		rc := byte(RCSuccess)
 		if !ok {
@@ -850,6 +858,12 @@ func (c *conn) drain() {
 				f, _ := ss.Ack(id, ent.QoS)
 				s.acked(ss, f)
 				continue
+			}
+			if ent.Seq != 0 && s.persist != nil {
+				// a stored message: its record now carries the packet
+				// id, so a restart resends it with DUP (not waited for:
+				// a rewrite lost in a crash only means a new id)
+				s.persist.storeInflight(ss, ss.NewestInflight(), nil)
 			}
 			out = b
 			sent++

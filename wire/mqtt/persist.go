@@ -22,11 +22,17 @@ import (
 //
 //	ns "mqtt.session"  key clientID            value: version(1) expiry(4) {filterLen(2) filter opts(1) id(4)}*
 //	ns "mqtt.queue"    key clientID "\x00" seq value: qos(1) retain(1) subID(4) message(session.AppendMessage)
+//	                   or, once sent (inflight): qos|0x80 (|0x40 PUBREC'd) retain(1) subID(4) packetID(2) [message]
 //	ns "mqtt.qos2in"   key clientID "\x00" packetID(4 hex) value: 1
 //
 // Queued QoS 1/2 messages are written when they are queued for a session that
 // is offline, or when a persistent session disconnects with messages queued
-// or inflight; they are deleted when acknowledged.
+// or inflight; they are deleted when acknowledged. An inflight message's
+// record carries its packet identifier (and, for QoS 2, whether PUBREC was
+// received; the message itself is then dropped from the record), so after a
+// restart it is resent with the same identifier and DUP, or as PUBREL. The
+// record is rewritten in place: when a stored message is sent, when a stored
+// QoS 2 delivery is PUBREC'd, and at disconnect/shutdown for the rest.
 var errServerClosed = errors.New("mqtt: server closed")
 
 const (
@@ -72,9 +78,7 @@ func (p *persister) saveSession(ss *session.Session) {
 		}
 	}
 	ss.EachInflight(func(f *session.Inflight) {
-		if f.Seq == 0 && f.Msg != nil && !f.Released {
-			f.Seq = p.enqueue(ss, f.Msg, f.Entry, nil)
-		}
+		p.storeInflight(ss, f, nil)
 	})
 	ss.Unlock()
 	p.be.Put(nsSession, ss.ID, rec, p.logErr("session"))
@@ -127,17 +131,68 @@ func queueKey(id string, seq uint64) string {
 	return id + "\x00" + fmt.Sprintf("%016x", seq)
 }
 
-// enqueue writes one queued message and returns its sequence.
-func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.Entry, done func(error)) uint64 {
-	seq := p.seq.Add(1)
-	v := make([]byte, 0, 6+16+len(m.Topic)+len(m.Payload)+len(m.Props))
+// Flags in the first byte of a queue record (below them: the QoS).
+const (
+	recInflight = 0x80 // sent: a packet identifier follows the subscription id
+	recReleased = 0x40 // QoS 2 PUBREC received: no message follows
+)
+
+// appendRecord encodes a queue record; pid and state only for inflight
+// (state session.StoredSent or StoredReleased).
+func appendRecord(v []byte, e *session.Entry, pid uint16, state byte) []byte {
 	r := byte(0)
 	if e.Retain {
 		r = 1
 	}
-	v = append(v, e.QoS, r)
+	f := e.QoS
+	switch state {
+	case session.StoredSent:
+		f |= recInflight
+	case session.StoredReleased:
+		f |= recInflight | recReleased
+	}
+	v = append(v, f, r)
 	v = binary.BigEndian.AppendUint32(v, e.SubID)
-	v = session.AppendMessage(v, m)
+	if state != session.StoredNone {
+		v = binary.BigEndian.AppendUint16(v, pid)
+	}
+	if state == session.StoredReleased {
+		return v
+	}
+	return session.AppendMessage(v, e.Msg)
+}
+
+// storeInflight writes f's record with its packet identifier and state
+// unless that is already stored (caller holds ss's lock); done (may be
+// nil) is called once it is durable.
+func (p *persister) storeInflight(ss *session.Session, f *session.Inflight, done func(error)) {
+	want := session.StoredSent
+	if f.Released {
+		want = session.StoredReleased
+	}
+	if f.Stored == want || (want == session.StoredSent && f.Msg == nil) || p.closed.Load() {
+		return
+	}
+	if f.Seq == 0 {
+		f.Seq = p.seq.Add(1)
+	}
+	n := 8
+	if want == session.StoredSent {
+		n += 16 + len(f.Msg.Topic) + len(f.Msg.Payload) + len(f.Msg.Props)
+	}
+	v := appendRecord(make([]byte, 0, n), &f.Entry, f.PacketID, want)
+	if done == nil {
+		done = p.logErr("inflight message")
+	}
+	f.Stored = want
+	p.be.Put(nsQueue, queueKey(ss.ID, f.Seq), v, done)
+}
+
+// enqueue writes one queued message and returns its sequence.
+func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.Entry, done func(error)) uint64 {
+	seq := p.seq.Add(1)
+	e.Msg = m
+	v := appendRecord(make([]byte, 0, 6+16+len(m.Topic)+len(m.Payload)+len(m.Props)), &e, 0, session.StoredNone)
 	if p.closed.Load() {
 		if done != nil {
 			done(errServerClosed) // not stored: not acknowledged as success
@@ -204,8 +259,10 @@ func (s *Server) loadSessions() error {
 		return err
 	}
 	type item struct {
-		seq uint64
-		e   session.Entry
+		seq   uint64
+		e     session.Entry
+		pid   uint16
+		state byte // session.StoredNone: queued, not sent yet
 	}
 	queues := map[string][]item{}
 	var maxSeq uint64
@@ -227,13 +284,30 @@ func (s *Server) loadSessions() error {
 			stale = append(stale, k)
 			return true
 		}
-		m, e := session.DecodeMessage(v[6:])
+		it := item{seq: seq, e: session.Entry{QoS: v[0] & 3, Retain: v[1] == 1,
+			SubID: binary.BigEndian.Uint32(v[2:]), Seq: seq}}
+		body := v[6:]
+		if v[0]&recInflight != 0 {
+			if len(body) < 2 {
+				err = session.ErrCorrupt
+				return false
+			}
+			it.pid = binary.BigEndian.Uint16(body)
+			body = body[2:]
+			it.state = session.StoredSent
+			if v[0]&recReleased != 0 {
+				it.state = session.StoredReleased
+				queues[id] = append(queues[id], it)
+				return true
+			}
+		}
+		m, e := session.DecodeMessage(body)
 		if e != nil {
 			err = e
 			return false
 		}
-		queues[id] = append(queues[id], item{seq, session.Entry{Msg: m, QoS: v[0], Retain: v[1] == 1,
-			SubID: binary.BigEndian.Uint32(v[2:]), Seq: seq}})
+		it.e.Msg = m
+		queues[id] = append(queues[id], it)
 		return true
 	})
 	if err != nil {
@@ -278,6 +352,12 @@ func (s *Server) loadSessions() error {
 		})
 		ss.Lock()
 		for _, it := range items {
+			if it.state != session.StoredNone {
+				// sent before the restart: resent on reconnect with the
+				// same packet identifier (DUP), or PUBREL once PUBREC'd
+				ss.RestoreInflight(it.e, it.pid, it.state == session.StoredReleased, it.state)
+				continue
+			}
 			ss.Enqueue(it.e)
 		}
 		ss.Unlock()
