@@ -126,6 +126,9 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 			MessageBytesMax:          int(cfg.RocketMQ.MessageBytesMax),
 			DelayLevels:              cfg.RocketMQ.DelayLevels,
 			TransactionCheckInterval: cfg.RocketMQ.TransactionCheckInterval,
+			// The commit log is retained as topics are (whole segments).
+			RetentionAge:   cfg.RetentionAge,
+			RetentionBytes: int64(cfg.RetentionBytes),
 		}, logger)
 		if err != nil {
 			return fail(err)
