@@ -366,7 +366,9 @@ type countDone struct{ wg sync.WaitGroup }
 
 func (c *countDone) AppendDone(int64, error) { c.wg.Done() }
 
-func TestAppendDoesNotAllocate(t *testing.T) {
+// testWriters makes each Writer a test runs against: the fault writer,
+// pwritev and, where the kernel allows it, io_uring.
+func testWriters() map[string]func() (Writer, error) {
 	writers := map[string]func() (Writer, error){
 		"fault": func() (Writer, error) { return newFaultWriter(), nil },
 		"sync":  func() (Writer, error) { return NewWriter(IOSync, nil) },
@@ -374,7 +376,11 @@ func TestAppendDoesNotAllocate(t *testing.T) {
 	if UringAvailable() == nil {
 		writers["uring"] = func() (Writer, error) { return NewWriter(IOUring, nil) }
 	}
-	for name, mk := range writers {
+	return writers
+}
+
+func TestAppendDoesNotAllocate(t *testing.T) {
+	for name, mk := range testWriters() {
 		for _, flush := range []FlushMode{FlushAsync, FlushSync, "sync+prealloc"} {
 			t.Run(name+"/"+string(flush), func(t *testing.T) {
 				cfg := Config{Flush: flush}

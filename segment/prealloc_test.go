@@ -94,14 +94,7 @@ func readAll(t *testing.T, l *Log) (batches int) {
 // one are cut back to their data; a copy taken while the log is open (a
 // crash) recovers every appended batch and drops the zeros.
 func TestPreallocZeroTail(t *testing.T) {
-	writers := map[string]func() (Writer, error){
-		"fault": func() (Writer, error) { return newFaultWriter(), nil },
-		"sync":  func() (Writer, error) { return NewWriter(IOSync, nil) },
-	}
-	if UringAvailable() == nil {
-		writers["uring"] = func() (Writer, error) { return NewWriter(IOUring, nil) }
-	}
-	for name, mk := range writers {
+	for name, mk := range testWriters() {
 		t.Run(name, func(t *testing.T) {
 			w, err := mk()
 			if err != nil {
