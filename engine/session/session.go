@@ -121,6 +121,28 @@ func (s *Session) growQ() {
 	s.q, s.qHead = nq, 0
 }
 
+// DropQoS0 removes the queued QoS 0 entries (releasing their references) and
+// returns how many: a session going offline keeps only QoS 1/2, as
+// Mosquitto does by default. Caller holds the lock.
+func (s *Session) DropQoS0() int {
+	kept, dropped := 0, 0
+	for i := 0; i < s.qLen; i++ {
+		e := s.q[(s.qHead+i)%len(s.q)]
+		if e.QoS == 0 {
+			e.Msg.Release()
+			dropped++
+			continue
+		}
+		s.q[(s.qHead+kept)%len(s.q)] = e
+		kept++
+	}
+	for i := kept; i < s.qLen; i++ {
+		s.q[(s.qHead+i)%len(s.q)] = Entry{}
+	}
+	s.qLen = kept
+	return dropped
+}
+
 // QueueLen is the number of queued entries.
 func (s *Session) QueueLen() int { return s.qLen }
 

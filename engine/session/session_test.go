@@ -91,3 +91,51 @@ func TestRestoreInflight(t *testing.T) {
 	}
 	s.Clear()
 }
+
+// TestDropQoS0 keeps the QoS 1/2 entries in order, across the ring's wrap,
+// and releases the dropped ones.
+func TestDropQoS0(t *testing.T) {
+	s := New("c", 100)
+	s.Lock()
+	defer s.Unlock()
+	var msgs []*Message
+	add := func(i int, qos byte) {
+		m := NewMessage([]byte("t"), []byte{byte(i)}, nil)
+		m.Ref()
+		msgs = append(msgs, m)
+		s.Enqueue(Entry{Msg: m, QoS: qos})
+	}
+	for i := 0; i < 6; i++ { // move the head so the queue wraps
+		add(i, 1)
+	}
+	for i := 0; i < 6; i++ {
+		e, _ := s.Pop()
+		e.Msg.Release()
+	}
+	for i := 6; i < 14; i++ {
+		add(i, byte(i%3)) // QoS 0, 1, 2 in turn
+	}
+	if n := s.DropQoS0(); n != 3 {
+		t.Fatalf("dropped %d, want 3", n)
+	}
+	var got []byte
+	for {
+		e, ok := s.Pop()
+		if !ok {
+			break
+		}
+		if e.QoS == 0 {
+			t.Fatal("a QoS 0 entry kept")
+		}
+		got = append(got, e.Msg.Payload[0])
+		e.Msg.Release()
+	}
+	if string(got) != string([]byte{7, 8, 10, 11, 13}) {
+		t.Fatalf("kept %v", got)
+	}
+	for i := 6; i < 14; i++ {
+		if msgs[i].Refs() != 1 {
+			t.Fatalf("message %d: %d references", i, msgs[i].Refs())
+		}
+	}
+}

@@ -500,6 +500,11 @@ func (s *Server) detach(c *conn) {
 		ss.Owner = nil
 		ss.Online.Store(false)
 		waiters = ss.TakeWaiters(nil)
+		// QoS 0 routed here before the disconnect was seen is not kept
+		// for an offline session, as QoS 0 routed after it is not.
+		if n := ss.DropQoS0(); n > 0 {
+			s.stats.Dropped.Add(uint64(n))
+		}
 	}
 	persistent := ss.Persistent
 	expiry := ss.ExpirySec
