@@ -333,18 +333,28 @@ func (l *Log) segDoneLocked(seg *segment) {
 func (l *Log) trimLocked(seg *segment) {
 	size := seg.size
 	seg.zeroEnd = size
-	l.flushing++
-	seg.refs.Add(1)
-	go func() {
-		err := seg.file.Truncate(size)
-		if err == nil {
-			err = fdatasync(seg.file)
+	l.backgroundLocked(seg, func() error {
+		if err := seg.file.Truncate(size); err != nil {
+			return err
 		}
-		seg.release()
+		return fdatasync(int(seg.file.Fd()))
+	}, func(err error) {
+		l.logger.Error("segment: cutting the preallocated tail of a sealed segment", "err", err, "segment", seg.path)
+	})
+}
+
+// backgroundLocked runs fn on a goroutine of its own, holding s's file open
+// and counting in flushing (Close waits for it); onErr runs under the lock.
+func (l *Log) backgroundLocked(s *segment, fn func() error, onErr func(error)) {
+	l.flushing++
+	s.refs.Add(1)
+	go func() {
+		err := fn()
+		s.release()
 		l.mu.Lock()
 		l.flushing--
 		if err != nil {
-			l.logger.Error("segment: cutting the preallocated tail of a sealed segment", "err", err, "segment", seg.path)
+			onErr(err)
 		}
 		if l.idleLocked() {
 			l.drained.Broadcast()
@@ -500,27 +510,16 @@ func (l *Log) Flush() {
 // writes behind it on the shared writer thread.
 func (l *Log) startFlushLocked(s *segment) {
 	l.unsynced = false
-	l.flushing++
-	s.refs.Add(1)
-	go func() {
-		err := fdatasync(s.file)
-		s.release()
-		l.mu.Lock()
-		l.flushing--
-		if err != nil {
-			l.unsynced = true
-			l.logger.Error("segment background flush failed", "err", err)
-		}
-		if l.flushing == 0 {
-			l.drained.Broadcast()
-		}
-		l.mu.Unlock()
-	}()
+	l.backgroundLocked(s, func() error { return fdatasync(int(s.file.Fd())) }, func(err error) {
+		l.unsynced = true
+		l.logger.Error("segment background flush failed", "err", err)
+	})
 }
 
-func fdatasync(f *os.File) error {
+// fdatasync retries EINTR.
+func fdatasync(fd int) error {
 	for {
-		err := unix.Fdatasync(int(f.Fd()))
+		err := unix.Fdatasync(fd)
 		if !errors.Is(err, unix.EINTR) {
 			return err
 		}

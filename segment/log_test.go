@@ -447,3 +447,41 @@ func TestWalkRecordsSkipsControlAndPartial(t *testing.T) {
 		t.Fatalf("%d records, %v", n, err)
 	}
 }
+
+// TestReadEndOffset: a Range's EndOffset is one past the last offset of its
+// last batch, for every start offset and size limit, across segments.
+func TestReadEndOffset(t *testing.T) {
+	w := newFaultWriter()
+	defer w.Close()
+	l := openTestLog(t, t.TempDir(), Config{SegmentBytes: 4 << 10, IndexIntervalBytes: 512}, w)
+	defer l.Close()
+	for i := 0; i < 40; i++ {
+		if _, err := appendWait(t, l, testBatch(t, 1+i%4, 60, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, hw, _ := l.Offsets()
+	for off := int64(0); off <= hw; off++ {
+		for _, maxBytes := range []int{1, 300, 700, 1500, 5000, 1 << 20} {
+			r, err := l.Read(off, maxBytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := off
+			if r.Len > 0 {
+				b := make([]byte, r.Len)
+				if _, err := r.File.ReadAt(b, r.Pos); err != nil {
+					t.Fatal(err)
+				}
+				SplitBatches(b, func(h *BatchHeader, _ []byte) error {
+					want = h.LastOffset() + 1
+					return nil
+				})
+			}
+			r.Release()
+			if r.EndOffset != want {
+				t.Fatalf("Read(%d, %d): EndOffset %d, want %d", off, maxBytes, r.EndOffset, want)
+			}
+		}
+	}
+}

@@ -15,6 +15,7 @@ type Range struct {
 	Pos         int64
 	Len         int64
 	FirstOffset int64 // base offset of the first batch in the range
+	EndOffset   int64 // one past the last offset of the last batch in the range
 	seg         *segment
 }
 
@@ -51,7 +52,7 @@ func (l *Log) Read(offset int64, maxBytes int) (Range, error) {
 	}
 	if offset == l.hw {
 		l.mu.RUnlock()
-		return Range{FirstOffset: offset}, nil
+		return Range{FirstOffset: offset, EndOffset: offset}, nil
 	}
 	i := l.segmentForLocked(offset)
 	if i < 0 {
@@ -64,10 +65,16 @@ func (l *Log) Read(offset int64, maxBytes int) (Range, error) {
 			pos = s.lookup(offset)
 		}
 		end := s.durable
+		// Appends complete in offset order, so the durable end of s is
+		// the high watermark unless s is sealed and whole.
+		endOffset := l.hw
+		if i+1 < len(l.segs) {
+			endOffset = min(endOffset, l.segs[i+1].base)
+		}
 		s.refs.Add(1)
 		l.mu.RUnlock()
 
-		r, err := readRange(s, &hdr, offset, pos, end, maxBytes)
+		r, err := readRange(s, &hdr, offset, pos, end, endOffset, maxBytes)
 		if err != nil || r.Len > 0 {
 			if r.Len == 0 {
 				s.release()
@@ -78,12 +85,13 @@ func (l *Log) Read(offset int64, maxBytes int) (Range, error) {
 		l.mu.RLock()
 	}
 	l.mu.RUnlock()
-	return Range{FirstOffset: offset}, nil
+	return Range{FirstOffset: offset, EndOffset: offset}, nil
 }
 
 // readRange scans batch headers in s from pos to find the batch holding
-// offset, then extends the range by whole batches up to maxBytes.
-func readRange(s *segment, hdr *[BatchHeaderBytes]byte, offset, pos, end int64, maxBytes int) (Range, error) {
+// offset, then extends the range by whole batches up to maxBytes. endOffset
+// is the offset after the batch that ends at end.
+func readRange(s *segment, hdr *[BatchHeaderBytes]byte, offset, pos, end, endOffset int64, maxBytes int) (Range, error) {
 	r := Range{File: s.file, seg: s}
 	for ; pos < end; pos += int64(r.Len) {
 		h, err := s.readHeaderAt(pos, hdr[:])
@@ -92,7 +100,7 @@ func readRange(s *segment, hdr *[BatchHeaderBytes]byte, offset, pos, end int64, 
 		}
 		r.Len = int64(h.Size())
 		if h.LastOffset() >= offset {
-			r.FirstOffset = h.BaseOffset
+			r.FirstOffset, r.EndOffset = h.BaseOffset, h.LastOffset()+1
 			break
 		}
 	}
@@ -102,7 +110,7 @@ func readRange(s *segment, hdr *[BatchHeaderBytes]byte, offset, pos, end int64, 
 	r.Pos = pos
 	limit := pos + int64(maxBytes)
 	if limit >= end {
-		r.Len = end - pos
+		r.Len, r.EndOffset = end-pos, endOffset
 		return r, nil
 	}
 	// Extend by whole batches from the last indexed boundary before limit.
@@ -110,15 +118,17 @@ func readRange(s *segment, hdr *[BatchHeaderBytes]byte, offset, pos, end int64, 
 	if p < pos+r.Len {
 		p = pos + r.Len
 	}
-	for p < limit {
+	for jumped := p > pos+r.Len; p < limit || jumped; jumped = false {
 		h, err := s.readHeaderAt(p, hdr[:])
 		if err != nil {
 			return Range{}, fmt.Errorf("segment: read header at %d: %w", p, err)
 		}
 		if p+int64(h.Size()) > limit {
+			r.EndOffset = h.BaseOffset // the first batch left out
 			break
 		}
 		p += int64(h.Size())
+		r.EndOffset = h.LastOffset() + 1
 	}
 	r.Len = p - pos
 	return r, nil

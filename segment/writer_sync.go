@@ -1,7 +1,6 @@
 package segment
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"syscall"
@@ -56,13 +55,7 @@ func (w *syncWriter) fsync(c *wchain) {
 		return
 	}
 	t0 := time.Now()
-	var err error
-	for {
-		err = unix.Fdatasync(c.fd)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	err := fdatasync(c.fd)
 	w.recordFsync(time.Since(t0))
 	if err != nil {
 		w.failSync(c, err)

@@ -305,6 +305,9 @@ func (fr *fetchReq) emit(slots *[2]*netpoll.Slot) {
 			n := fp.rng.Len
 			buf = appendBytesLen(buf, int(n), flex)
 			if n > 0 {
+				// Offsets in a partition are dense: the range's records at or
+				// after the fetch offset, without reading them.
+				records := uint64(max(fp.rng.EndOffset-max(fp.offset, fp.rng.FirstOffset), 0))
 				if n <= fetchCopyBytesMax || len(cuts) >= cutsMax {
 					l := len(buf)
 					buf = slices.Grow(buf, int(n))[:l+int(n)]
@@ -313,11 +316,11 @@ func (fr *fetchReq) emit(slots *[2]*netpoll.Slot) {
 						clear(buf[l:])
 						fr.s.log.Error("kafka fetch read failed", "topic", ft.name, "partition", fp.idx, "err", err)
 					} else {
-						fr.s.msgsOut.Add(uint64(recordsInBytes(buf[l:], fp.offset)))
+						fr.s.msgsOut.Add(records)
 					}
 					fp.rng.Release()
 				} else {
-					fr.s.msgsOut.Add(uint64(recordsInRange(&fp.rng, fp.offset)))
+					fr.s.msgsOut.Add(records)
 					cuts = append(cuts, fetchCut{at: len(buf), rng: fp.rng})
 					fileBytes += n
 				}
@@ -373,53 +376,4 @@ func (cs *connState) dropParked() {
 		fr.unpark()
 		fr.releaseRanges()
 	}
-}
-
-// recordsInBytes counts the records at offsets >= from in the whole batches
-// of b, by offset arithmetic on the last batch header (offsets in a
-// partition are dense).
-func recordsInBytes(b []byte, from int64) int64 {
-	end := int64(-1) // one past the last offset
-	for len(b) >= segment.BatchHeaderBytes {
-		h, err := segment.ParseBatchHeader(b)
-		if err != nil || h.Size() <= 0 || h.Size() > len(b) {
-			break
-		}
-		end = h.LastOffset() + 1
-		b = b[h.Size():]
-	}
-	return max(end-from, 0)
-}
-
-// recordsInRange counts the records at offsets >= from in rng without
-// reading its record data: the base offset of the batch that follows the
-// range (8 bytes next to it, in the page cache) is one past its last offset.
-// Where nothing follows (the range ends at the end of its segment file, or
-// at the zeros preallocation writes ahead of the data) or what follows is not
-// yet a plausible header (a write in progress), the range's batch headers are
-// read instead.
-func recordsInRange(rng *segment.Range, from int64) int64 {
-	from = max(from, rng.FirstOffset)
-	var b [segment.BatchHeaderBytes]byte
-	if n, _ := rng.File.ReadAt(b[:8], rng.Pos+rng.Len); n == 8 {
-		// A record takes at least 7 bytes of a batch (length, attributes,
-		// three varints, null key, headers count).
-		next := int64(binary.BigEndian.Uint64(b[:8]))
-		if next > from && next-from <= rng.Len/7 {
-			return next - from
-		}
-	}
-	end := int64(-1)
-	for pos := rng.Pos; pos < rng.Pos+rng.Len; {
-		if _, err := rng.File.ReadAt(b[:], pos); err != nil {
-			break
-		}
-		h, err := segment.ParseBatchHeader(b[:])
-		if err != nil || h.Size() <= 0 {
-			break
-		}
-		end = h.LastOffset() + 1
-		pos += int64(h.Size())
-	}
-	return max(end-from, 0)
 }

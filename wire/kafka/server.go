@@ -87,11 +87,9 @@ type Server struct {
 // the client skips the records before it), per response, so every consumer's
 // copy counts. It is counted when the response is queued, not when the last
 // byte leaves the socket. The count is offset arithmetic, not a walk of the
-// records: the base offset of the batch after the range (an 8-byte read next
-// to the range just served, in the page cache) minus the first offset served;
-// where the range ends at the end of a segment file's data (EOF, or the zeros
-// preallocation writes ahead), the range's 61-byte batch headers are read
-// instead. Offsets in a partition are dense (no
+// records: the range's EndOffset (which segment.Log.Read takes from the batch
+// headers it reads to bound the range) minus the first offset served.
+// Offsets in a partition are dense (no
 // compaction, no transaction markers), so both are exact.
 func (s *Server) MessageCounts() (in, out uint64) {
 	return s.msgsIn.Load(), s.msgsOut.Load()
