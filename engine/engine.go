@@ -38,8 +38,9 @@ type Config struct {
 	// RetentionCheckInterval is how often retention runs (default 1 min).
 	RetentionCheckInterval time.Duration
 	// InternalPreallocBytes is segment.Config.PreallocBytes of the internal
-	// logs (OpenInternalLog): logs shared by many small, latency-bound
-	// appends (the RocketMQ commit log, AMQP queues), where it halves a
+	// logs (OpenInternalLog) and of the metadata catalog: logs shared by many
+	// small, latency-bound appends (the RocketMQ commit log, AMQP queues,
+	// group offsets and MQTT session state in Meta), where it halves a
 	// small fdatasync on ext4. Topic partitions, bulk appends, do not use it.
 	// Default 4 MiB; negative: off.
 	InternalPreallocBytes int64
@@ -99,7 +100,8 @@ func Open(cfg Config, logger *slog.Logger) (*Engine, error) {
 		e.w, e.ownsW = w, true
 	}
 	var err error
-	if e.meta, err = openMeta(metaDir(cfg.DataDir), e.w, cfg.Flush, logger); err != nil {
+	if e.meta, err = openMeta(metaDir(cfg.DataDir), e.w, segment.Config{SegmentBytes: metaSegmentBytes, Flush: cfg.Flush,
+		PreallocBytes: max(cfg.InternalPreallocBytes, 0)}, logger); err != nil {
 		e.closeWriter()
 		return nil, err
 	}

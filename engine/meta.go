@@ -30,10 +30,13 @@ type Meta struct {
 // ErrMetaKey rejects keys that cannot be stored.
 var ErrMetaKey = errors.New("engine: invalid metadata key")
 
+// metaSegmentBytes is the metadata log's segment size.
+const metaSegmentBytes = 64 << 20
+
 // metaCompactRecordsMin is the log size below which compaction is not worth it.
 const metaCompactRecordsMin = 1024
 
-func openMeta(dir string, w segment.Writer, flush segment.FlushMode, logger *slog.Logger) (*Meta, error) {
+func openMeta(dir string, w segment.Writer, cfg segment.Config, logger *slog.Logger) (*Meta, error) {
 	cur, next, old := dir, dir+".compact", dir+".old"
 	// Finish a compaction interrupted between its two renames.
 	if _, err := os.Stat(cur); os.IsNotExist(err) {
@@ -46,7 +49,6 @@ func openMeta(dir string, w segment.Writer, flush segment.FlushMode, logger *slo
 	os.RemoveAll(next)
 	os.RemoveAll(old)
 
-	cfg := segment.Config{SegmentBytes: 64 << 20, Flush: flush}
 	l, err := segment.Open(cur, cfg, w, logger)
 	if err != nil {
 		return nil, err
