@@ -14,6 +14,16 @@ type Entry struct {
 	SubID  uint32 // first subscription identifier (0: none)
 	More   []uint32
 	Seq    uint64 // sequence in the durable session log (0: not persisted)
+	// Live: stored on arrival for a connected session. A live QoS 1
+	// delivery's record is not rewritten with its packet identifier when
+	// it is sent (one write fewer per message on the hot path): after a
+	// crash it is resent as a new delivery (new identifier, no DUP), which
+	// QoS 1 allows; a stop or disconnect still writes the identifier.
+	Live bool
+	// Share is the shared subscription ($share/group/filter) the entry
+	// was routed through ("" for an ordinary one): a member that cannot
+	// take it hands it to another member of the group.
+	Share string
 }
 
 // Inflight is a QoS 1/2 message sent and not yet fully acknowledged.

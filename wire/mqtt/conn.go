@@ -860,10 +860,39 @@ func (c *conn) drain() {
 				continue
 			}
 			if ent.Seq != 0 && s.persist != nil {
-				// a stored message: its record now carries the packet
-				// id, so a restart resends it with DUP (not waited for:
-				// a rewrite lost in a crash only means a new id)
-				s.persist.storeInflight(ss, ss.NewestInflight(), nil)
+				f := ss.NewestInflight()
+				if ent.QoS == 2 {
+					// the record must carry the packet id before the
+					// subscriber can see the PUBLISH: resent after a
+					// crash under a new id, it would be a second message
+					// to the subscriber. Earlier output leaves now; this
+					// PUBLISH waits in its slot for the write, and what
+					// follows waits behind it.
+					pkt := append([]byte(nil), b[len(out):]...)
+					if len(out) > 0 {
+						nc.Write(out)
+					}
+					out = out[:0]
+					sent++
+					slot := nc.Reserve()
+					fill := func(nc netpoll.Conn) { slot.Fill(pkt) }
+					if !s.persist.storeInflight(ss, f, func(err error) {
+						if err != nil {
+							s.log.Error("mqtt: storing a packet id", "client", ss.ID, "err", err)
+						}
+						_ = nc.Execute(fill)
+					}) {
+						fill(nc)
+					}
+					continue
+				}
+				if !ent.Live {
+					// a message stored while the session was offline: its
+					// record now carries the packet id, so a restart
+					// resends it with DUP (not waited for: a rewrite lost
+					// in a crash only means a new id for QoS 1)
+					s.persist.storeInflight(ss, f, nil)
+				}
 			}
 			out = b
 			sent++

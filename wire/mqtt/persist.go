@@ -128,7 +128,14 @@ func (p *persister) deleteQoS2In(ss *session.Session, pid uint16, done func(erro
 }
 
 func queueKey(id string, seq uint64) string {
-	return id + "\x00" + fmt.Sprintf("%016x", seq)
+	const hex = "0123456789abcdef"
+	b := make([]byte, 0, len(id)+17)
+	b = append(b, id...)
+	b = append(b, 0)
+	for i := 60; i >= 0; i -= 4 {
+		b = append(b, hex[seq>>uint(i)&15])
+	}
+	return string(b)
 }
 
 // Flags in the first byte of a queue record (below them: the QoS).
@@ -164,14 +171,15 @@ func appendRecord(v []byte, e *session.Entry, pid uint16, state byte) []byte {
 
 // storeInflight writes f's record with its packet identifier and state
 // unless that is already stored (caller holds ss's lock); done (may be
-// nil) is called once it is durable.
-func (p *persister) storeInflight(ss *session.Session, f *session.Inflight, done func(error)) {
+// nil) is called once it is durable. It reports whether it wrote (done is
+// not called otherwise).
+func (p *persister) storeInflight(ss *session.Session, f *session.Inflight, done func(error)) bool {
 	want := session.StoredSent
 	if f.Released {
 		want = session.StoredReleased
 	}
 	if f.Stored == want || (want == session.StoredSent && f.Msg == nil) || p.closed.Load() {
-		return
+		return false
 	}
 	if f.Seq == 0 {
 		f.Seq = p.seq.Add(1)
@@ -186,6 +194,7 @@ func (p *persister) storeInflight(ss *session.Session, f *session.Inflight, done
 	}
 	f.Stored = want
 	p.be.Put(nsQueue, queueKey(ss.ID, f.Seq), v, done)
+	return true
 }
 
 // enqueue writes one queued message and returns its sequence.

@@ -372,12 +372,18 @@ func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entr
 	}
 	m.Ref()
 	e.Msg = m
-	if s.persist != nil && owner == nil && e.QoS > 0 {
+	if s.persist != nil && e.QoS > 0 && ss.Persistent && ss.QueueLen() < ss.QueueMax {
+		// QoS 1/2 for a persistent session is stored on arrival, whether
+		// the session is connected or not: the publisher's PUBACK/PUBREC
+		// waits for this write (group-committed with every other write
+		// of the round), so a broker crash loses nothing acknowledged.
+		// The record is deleted when the subscriber acknowledges.
 		var done func(error)
 		if pc, isConn := pub.(*conn); isConn && pc != nil {
 			done = pc.durableDone()
 		}
 		e.Seq = s.persist.enqueue(ss, m, e, done)
+		e.Live = owner != nil
 	}
 	if ss.QueueLen() == 0 {
 		// An empty queue means the subscriber has taken everything so
