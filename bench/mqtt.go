@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
@@ -182,21 +183,38 @@ func mqttPublisher(ctx context.Context, c *Config, pe *pubEnv, i int, cl mqtt.Cl
 	}
 }
 
+// mqttSubPersistent: with QB_MQTT_SUB_SESSION=persistent in the
+// environment, subscribers connect with clean session false (a persistent
+// session, whose QoS 1/2 messages a broker may have to store); on leaving
+// they unsubscribe and then drop the session with a clean connect.
+func mqttSubPersistent() bool { return os.Getenv("QB_MQTT_SUB_SESSION") == "persistent" }
+
 func (mqttDriver) subscribe(ctx context.Context, c *Config, se *subEnv) error {
 	stats := make([]*consumerStat, c.Consumers)
 	for i := range stats {
 		stats[i] = se.consumer()
 	}
+	persistent := mqttSubPersistent()
+	subID := func(i int) string { return fmt.Sprintf("qb-%s-s%d", c.RunID, i) }
 	clients, err := connectAll(ctx, c.Consumers, func(i int) mqtt.Client {
-		return mqtt.NewClient(mqttOptions(c, fmt.Sprintf("qb-%s-s%d", c.RunID, i)).
+		return mqtt.NewClient(mqttOptions(c, subID(i)).SetCleanSession(!persistent).
 			SetConnectionLostHandler(func(_ mqtt.Client, err error) { se.errs.add(fmt.Errorf("connection lost: %w", err)) }))
 	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		for _, cl := range clients {
+		for i, cl := range clients {
+			if persistent {
+				cl.Unsubscribe(c.Filter).WaitTimeout(5 * time.Second)
+			}
 			cl.Disconnect(100)
+			if persistent {
+				drop := mqtt.NewClient(mqttOptions(c, subID(i)))
+				if t := drop.Connect(); t.WaitTimeout(5*time.Second) && t.Error() == nil {
+					drop.Disconnect(100)
+				}
+			}
 		}
 	}()
 	for i, cl := range clients {
