@@ -5,6 +5,8 @@
 #   test/interop/mqtt_bench.sh            (ROUNDS=2 DURATION=10s SCEN="qos0-100 qos1-100")
 #   PUBMODE=raw: pre-encoded publishers batching their writes (bench/'s mqtt-fanin-* scenarios);
 #   default paho (one write per publish).
+#   QB_MQTT_SUB_SESSION=persistent: the subscribers are persistent sessions (clean session false),
+#   so Quartet stores their QoS 1/2 messages before acknowledging the publisher.
 # Heavy: run under flock /tmp/bench.lock. Needs bin/quartet, bin/quartet-bench
 # (built here into $WORK if missing).
 set -euo pipefail
