@@ -24,6 +24,9 @@ type Entry struct {
 	// was routed through ("" for an ordinary one): a member that cannot
 	// take it hands it to another member of the group.
 	Share string
+	// Batch, if set, is the durable record (shared with other entries)
+	// holding this entry's message; the entry holds one reference.
+	Batch *Batch
 }
 
 // Inflight is a QoS 1/2 message sent and not yet fully acknowledged.
@@ -290,18 +293,27 @@ func (s *Session) EachInflight(fn func(f *Inflight)) {
 	}
 }
 
-// Clear releases every queued and inflight message and forgets inbound
-// QoS 2 identifiers (clean start, expiry).
+// Clear releases every queued and inflight message (and their batch
+// references) and forgets inbound QoS 2 identifiers (clean start, expiry).
 func (s *Session) Clear() {
 	for s.qLen > 0 {
 		e, _ := s.Pop()
 		e.Msg.Release()
+		if e.Batch != nil {
+			e.Batch.Release()
+		}
 	}
 	s.q = nil
 	for i := 0; i < s.infLen; i++ {
 		f := &s.inf[(s.infHead+i)%len(s.inf)]
-		if !f.done && f.Msg != nil {
+		if f.done {
+			continue
+		}
+		if f.Msg != nil {
 			f.Msg.Release()
+		}
+		if f.Batch != nil {
+			f.Batch.Release()
 		}
 	}
 	s.inf, s.infHead, s.infLen, s.infLive = nil, 0, 0, 0

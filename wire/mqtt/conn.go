@@ -55,11 +55,20 @@ type conn struct {
 	drainFn  func(netpoll.Conn)
 	wakeFn   func(netpoll.Conn)
 	da       *durableAck // acknowledgement of the publish being handled, if it waits for the disk
-	paused   bool        // reads paused by flow control until a session wakes us
-	credit   uint16      // publishes past a deep queue allowed before pausing again (see publishCredit)
-	pauseGen uint32      // identifies the pause a stall timer belongs to
-	waiters  []session.Waiter
-	timer    netpoll.Timer
+	// acknowledgements whose durable writes completed, filled on the loop
+	// by one Execute (see ackReady)
+	acksMu        sync.Mutex
+	acks          []*durableAck
+	acksSpare     []*durableAck
+	acksScheduled bool
+	acksFn        func(netpoll.Conn)
+	lb            *liveBatch // QoS 1 for connected persistent sessions, written after this read burst
+	flushLiveFn   func(netpoll.Conn)
+	paused        bool   // reads paused by flow control until a session wakes us
+	credit        uint16 // publishes past a deep queue allowed before pausing again (see publishCredit)
+	pauseGen      uint32 // identifies the pause a stall timer belongs to
+	waiters       []session.Waiter
+	timer         netpoll.Timer
 
 	aliasIn  map[uint16]string
 	aliasOut map[string]uint16
@@ -120,6 +129,8 @@ func (h *handler) OnOpen(nc netpoll.Conn) any {
 		c.notified.Store(false)
 		c.drain()
 	}
+	c.acksFn = c.fillAcks
+	c.flushLiveFn = c.flushLive
 	c.wakeFn = func(netpoll.Conn) {
 		c.credit = c.srv.publishCredit()
 		if c.paused {
@@ -542,6 +553,9 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 		s.retained.Set(m, done)
 	}
 	n, blocked := s.routeFrom(m, ss, c)
+	if c.lb != nil {
+		c.lb.msg = nil // messages are pooled: the next one may reuse m's address
+	}
 	m.Release()
 	s.stats.MsgsIn.Add(1)
 	if blocked > 0 && c.credit > 0 {
@@ -663,8 +677,8 @@ func (c *conn) onAck(sc *scratch) error {
 
 // acked finishes an acknowledged delivery.
 func (s *Server) acked(ss *session.Session, f session.Inflight) {
-	if f.Seq != 0 && s.persist != nil {
-		s.persist.ack(ss, f.Seq)
+	if s.persist != nil {
+		s.persist.forget(ss, &f.Entry, f.Stored)
 	}
 	if f.Msg != nil {
 		f.Msg.Release()
@@ -945,8 +959,8 @@ func (c *conn) drain() {
 }
 
 func (s *Server) dropped(ss *session.Session, e session.Entry) {
-	if e.Seq != 0 && s.persist != nil {
-		s.persist.ack(ss, e.Seq)
+	if s.persist != nil {
+		s.persist.forget(ss, &e, session.StoredNone)
 	}
 	e.Msg.Release()
 }

@@ -39,7 +39,23 @@ const (
 	nsSession = "mqtt.session"
 	nsQueue   = "mqtt.queue"
 	nsQoS2In  = "mqtt.qos2in" // inbound QoS 2 ids received and not yet released (PUBREL)
+	nsLive    = "mqtt.live"   // batches of QoS 1 messages routed to connected persistent sessions
 )
+
+// A live batch (ns "mqtt.live", key = sequence in hex) holds the QoS 1
+// messages one read burst of a publisher routed to connected persistent
+// sessions, each message once:
+//
+//	{msgLen(4) message(session.AppendMessage) pairs(2) {idLen(2) clientID qos(1) retain(1) subID(4) seq(8)}*}*
+//
+// It is written once per burst (the publishes' PUBACKs wait for it) and
+// deleted once every (session, message) pair in it is acknowledged,
+// dropped or moved to a per-message record; it is not written at all when
+// that happens before the burst ends. An entry of a live batch is never
+// rewritten with its packet id while connected (QoS 1 may be resent under a
+// new id after a crash); at disconnect and shutdown its inflight state is
+// written as a per-message record of ns "mqtt.queue" with the same
+// sequence, which then wins over the batch's pair.
 
 type persister struct {
 	be     retained.Backend
@@ -222,6 +238,109 @@ func (p *persister) ack(ss *session.Session, seq uint64) {
 	p.be.Delete(nsQueue, queueKey(ss.ID, seq), p.logErr("ack"))
 }
 
+// forget removes the durable trace of an entry that was acknowledged or
+// dropped: its per-message record (if it has one) and its reference on a
+// live batch.
+func (p *persister) forget(ss *session.Session, e *session.Entry, stored byte) {
+	if e.Batch != nil {
+		if stored != session.StoredNone {
+			p.ack(ss, e.Seq)
+		}
+		e.Batch.Release()
+		e.Batch = nil
+		return
+	}
+	if e.Seq != 0 {
+		p.ack(ss, e.Seq)
+	}
+}
+
+// liveBatch is the live batch a publishing connection is filling during
+// one read burst (loop only); it is written by flushLive, run by Execute
+// after the burst.
+type liveBatch struct {
+	b     *session.Batch
+	buf   []byte
+	dones []func(error)
+	msg   *session.Message // message whose pairs are being appended
+	pairs int              // offset of its pair count in buf
+}
+
+func (p *persister) newBatch() *session.Batch {
+	b := &session.Batch{Key: strconv.FormatUint(p.seq.Add(1), 16)}
+	b.Empty = p.batchEmpty
+	return b
+}
+
+func (p *persister) batchEmpty(b *session.Batch) {
+	if p.closed.Load() {
+		return
+	}
+	p.be.Delete(nsLive, b.Key, p.logErr("live batch"))
+}
+
+// addLive adds m for ss to c's live batch, setting e's sequence and
+// batch; the publish's acknowledgement waits for the batch (loop only, ss
+// locked).
+func (c *conn) addLive(ss *session.Session, m *session.Message, e *session.Entry) {
+	p := c.srv.persist
+	lb := c.lb
+	if lb == nil {
+		lb = &liveBatch{b: p.newBatch()}
+		c.lb = lb
+		_ = c.nc.Execute(c.flushLiveFn)
+	}
+	if lb.msg != m || binary.BigEndian.Uint16(lb.buf[lb.pairs:]) == 0xFFFF {
+		lb.msg = m
+		at := len(lb.buf)
+		lb.buf = append(lb.buf, 0, 0, 0, 0)
+		lb.buf = session.AppendMessage(lb.buf, m)
+		binary.BigEndian.PutUint32(lb.buf[at:], uint32(len(lb.buf)-at-4))
+		lb.pairs = len(lb.buf)
+		lb.buf = append(lb.buf, 0, 0)
+		lb.dones = append(lb.dones, c.durableDone())
+	}
+	binary.BigEndian.PutUint16(lb.buf[lb.pairs:], binary.BigEndian.Uint16(lb.buf[lb.pairs:])+1)
+	e.Seq = p.seq.Add(1)
+	lb.buf = binary.BigEndian.AppendUint16(lb.buf, uint16(len(ss.ID)))
+	lb.buf = append(lb.buf, ss.ID...)
+	r := byte(0)
+	if e.Retain {
+		r = 1
+	}
+	lb.buf = append(lb.buf, e.QoS, r)
+	lb.buf = binary.BigEndian.AppendUint32(lb.buf, e.SubID)
+	lb.buf = binary.BigEndian.AppendUint64(lb.buf, e.Seq)
+	lb.b.Ref()
+	e.Batch = lb.b
+}
+
+// flushLive writes the connection's live batch (loop only).
+func (c *conn) flushLive(netpoll.Conn) {
+	lb := c.lb
+	if lb == nil {
+		return
+	}
+	c.lb = nil
+	p := c.srv.persist
+	dones := lb.dones
+	done := func(err error) {
+		if err != nil {
+			p.log.Error("mqtt: persisting live batch", "err", err)
+		}
+		for _, d := range dones {
+			d(err)
+		}
+	}
+	if p.closed.Load() {
+		done(errServerClosed)
+		return
+	}
+	if !lb.b.Write(func() { p.be.Put(nsLive, lb.b.Key, lb.buf, done) }) {
+		done(nil) // every pair was acknowledged before the burst ended
+	}
+}
+
 // loadSessions restores persistent sessions, their subscriptions and queues.
 func (s *Server) loadSessions() error {
 	p := s.persist
@@ -326,6 +445,79 @@ func (s *Server) loadSessions() error {
 		p.be.Delete(nsQueue, k, nil)
 	}
 	stale = stale[:0]
+	// live batches: a pair whose sequence has a per-message record is
+	// that record's (written at disconnect or shutdown)
+	have := map[uint64]bool{}
+	for _, items := range queues {
+		for _, it := range items {
+			have[it.seq] = true
+		}
+	}
+	p.be.Range(nsLive, func(k string, v []byte) bool {
+		bseq, e := strconv.ParseUint(k, 16, 64)
+		if e != nil {
+			err = session.ErrCorrupt
+			return false
+		}
+		maxSeq = max(maxSeq, bseq)
+		b := &session.Batch{Key: k, Empty: p.batchEmpty}
+		var refs int32
+		for len(v) > 0 {
+			if len(v) < 4 || int(binary.BigEndian.Uint32(v)) > len(v)-4 {
+				err = session.ErrCorrupt
+				return false
+			}
+			n := int(binary.BigEndian.Uint32(v))
+			body := v[4 : 4+n]
+			v = v[4+n:]
+			if len(v) < 2 {
+				err = session.ErrCorrupt
+				return false
+			}
+			np := int(binary.BigEndian.Uint16(v))
+			v = v[2:]
+			var m *session.Message
+			for range np {
+				if len(v) < 2 || len(v) < 2+int(binary.BigEndian.Uint16(v))+14 {
+					err = session.ErrCorrupt
+					return false
+				}
+				il := int(binary.BigEndian.Uint16(v))
+				id := string(v[2 : 2+il])
+				f := v[2+il:]
+				v = f[14:]
+				seq := binary.BigEndian.Uint64(f[6:])
+				maxSeq = max(maxSeq, seq)
+				if _, ok := s.sessions.Get(id); !ok || have[seq] {
+					continue
+				}
+				if m == nil {
+					if m, e = session.DecodeMessage(body); e != nil {
+						err = e
+						return false
+					}
+				} else {
+					m.Ref()
+				}
+				refs++
+				queues[id] = append(queues[id], item{seq: seq, e: session.Entry{Msg: m, QoS: f[0], Retain: f[1] == 1,
+					SubID: binary.BigEndian.Uint32(f[2:]), Seq: seq, Batch: b}})
+			}
+		}
+		if refs == 0 {
+			stale = append(stale, k)
+			return true
+		}
+		b.Restored(refs)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		p.be.Delete(nsLive, k, nil)
+	}
+	stale = stale[:0]
 	p.be.Range(nsQoS2In, func(k string, _ []byte) bool {
 		i := strings.LastIndexByte(k, 0)
 		pid, e := strconv.ParseUint(k[i+1:], 16, 16)
@@ -424,7 +616,36 @@ func (da *durableAck) release(onLoop bool) {
 		da.fill(da.c.nc)
 		return
 	}
-	_ = da.c.nc.Execute(da.fill)
+	da.c.ackReady(da)
+}
+
+// ackReady queues a completed acknowledgement for the loop (any
+// goroutine). A writer round completes many publishes of one connection
+// at once: they are filled by one Execute, so they leave in one write
+// rather than a write (and a loop wakeup) each.
+func (c *conn) ackReady(da *durableAck) {
+	c.acksMu.Lock()
+	c.acks = append(c.acks, da)
+	sched := !c.acksScheduled
+	c.acksScheduled = true
+	c.acksMu.Unlock()
+	if sched {
+		_ = c.nc.Execute(c.acksFn)
+	}
+}
+
+// fillAcks fills every acknowledgement queued by ackReady (loop only).
+func (c *conn) fillAcks(nc netpoll.Conn) {
+	c.acksMu.Lock()
+	acks := c.acks
+	c.acks = c.acksSpare[:0]
+	c.acksScheduled = false
+	c.acksMu.Unlock()
+	for i, da := range acks {
+		da.fill(nc)
+		acks[i] = nil
+	}
+	c.acksSpare = acks[:0]
 }
 
 func (da *durableAck) fill(nc netpoll.Conn) {

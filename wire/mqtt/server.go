@@ -378,11 +378,18 @@ func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entr
 		// waits for this write (group-committed with every other write
 		// of the round), so a broker crash loses nothing acknowledged.
 		// The record is deleted when the subscriber acknowledges.
-		var done func(error)
-		if pc, isConn := pub.(*conn); isConn && pc != nil {
-			done = pc.durableDone()
+		pc, isConn := pub.(*conn)
+		if isConn && pc != nil && owner != nil && e.QoS == 1 && !s.persist.closed.Load() {
+			// one record per read burst of the publisher, each
+			// message once (see liveBatch)
+			pc.addLive(ss, m, &e)
+		} else {
+			var done func(error)
+			if isConn && pc != nil {
+				done = pc.durableDone()
+			}
+			e.Seq = s.persist.enqueue(ss, m, e, done)
 		}
-		e.Seq = s.persist.enqueue(ss, m, e, done)
 		e.Live = owner != nil
 	}
 	if ss.QueueLen() == 0 {
