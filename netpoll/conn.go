@@ -46,7 +46,8 @@ type loopState struct {
 	flushing bool // flushDirty is running: a nested call (a write error closing a conn) returns at once
 	iov      [][]byte
 	wheel    *wheel
-	epfd     int // gnet loop's epoll fd, -1 if unknown
+	batch    *writeBatch // gnet: batched writes through io_uring (nil: off)
+	epfd     int         // gnet loop's epoll fd, -1 if unknown
 
 	entries   uint32 // loop entries since the last yield check
 	lastYield int64  // monoNow of the last runtime.Gosched
@@ -100,12 +101,23 @@ func (lp *loopState) flushDirty() {
 		return
 	}
 	lp.flushing = true
-	for i := 0; i < len(lp.dirty); i++ { // flush may add more
-		c := lp.dirty[i]
-		lp.dirty[i] = nil
-		c.flush()
+	for {
+		for i := 0; i < len(lp.dirty); i++ { // flush may add more
+			c := lp.dirty[i]
+			lp.dirty[i] = nil
+			c.flush()
+		}
+		lp.dirty = lp.dirty[:0]
+		if lp.batch == nil || len(lp.batch.pend) == 0 {
+			break
+		}
+		// Batched sends go now; a write error among them may close a
+		// connection whose OnClose writes to others: walk again.
+		lp.batch.submit()
+		if len(lp.dirty) == 0 {
+			break
+		}
 	}
-	lp.dirty = lp.dirty[:0]
 	lp.flushing = false
 }
 
@@ -197,6 +209,8 @@ type conn struct {
 	q      []*Slot
 	qBytes int // bytes in wbuf and q
 	dirty  bool
+	// afterQueued: in writeBatch.after (gnet batched writes)
+	afterQueued bool
 
 	userPaused, hwmPaused, memPaused bool
 	readsOff                         bool

@@ -150,6 +150,14 @@ func (e *gnetEngine) stop(ctx context.Context) error {
 	select {
 	case err := <-e.done:
 		e.done <- err
+		e.mu.Lock()
+		for _, lp := range e.loops {
+			if lp.batch != nil {
+				lp.batch.close()
+				lp.batch = nil
+			}
+		}
+		e.mu.Unlock()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -189,6 +197,14 @@ func (e *gnetEngine) loopFor(gc gnet.Conn) *loopState {
 	lp = &loopState{epfd: gnetPollFD(gc), noYield: e.srv.cfg.LockOSThread || e.srv.cfg.NoLoopYield}
 	if lp.epfd < 0 {
 		e.srv.cfg.Logger.Warn("netpoll: cannot find gnet's epoll fd; paused connections keep being read into memory")
+	}
+	if !e.srv.cfg.NoBatchedWrites {
+		wb, err := newWriteBatch(lp, el, e.srv.cfg.Logger)
+		if err != nil {
+			e.srv.cfg.Logger.Info("netpoll: writes not batched", "err", err)
+		} else {
+			lp.batch = wb
+		}
 	}
 	lp.wheel = newWheel(e.srv.cfg.TimerTick, func(batch []*wheelTimer) {
 		_ = el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
@@ -293,8 +309,10 @@ func (e *gnetEngine) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 	}
 	t.inPrev = gc.InboundBuffered()
-	c.lp.flushDirty()
-	c.afterOutput()
+	if wb := c.lp.batch; wb == nil || wb.broken || !wb.deferFlush(c) {
+		c.lp.flushDirty()
+		c.afterOutput()
+	}
 	c.lp.maybeYield()
 	return gnet.None
 }
@@ -307,6 +325,12 @@ func (e *gnetEngine) OnClose(gc gnet.Conn, err error) gnet.Action {
 	gc.SetContext(nil)
 	if errors.Is(err, io.EOF) {
 		err = nil
+	}
+	if c.dirty && !c.closed.Load() {
+		// Output of a deferred flush (gnet_batch.go) still goes out: gnet
+		// closes the socket only after OnClose (a peer that half-closed
+		// still reads it).
+		c.lp.flushDirty()
 	}
 	c.onClosed(err)
 	c.lp.flushDirty()
@@ -321,18 +345,28 @@ type gnetTransport struct {
 	inPrev  int
 	need    int  // bytes the incomplete frame at the head of the input needs (0: unknown)
 	waiting bool // a goroutine waits for the socket to be writable
+	queued  bool // has a send in lp.batch
 	wfile   *os.File
 	wrc     syscall.RawConn
 }
 
 func (t *gnetTransport) send(bufs [][]byte) {
+	if wb := t.lp.batch; wb != nil && !wb.broken && t.lp.flushing && t.gc.OutboundBuffered() == 0 {
+		wb.queue(t, bufs)
+		return
+	}
+	t.write(bufs)
+	for _, b := range bufs {
+		t.lp.putBuf(b)
+	}
+}
+
+// write hands bufs to gnet (which copies what the socket does not take).
+func (t *gnetTransport) write(bufs [][]byte) {
 	if len(bufs) == 1 {
 		_, _ = t.gc.Write(bufs[0])
 	} else {
 		_, _ = t.gc.Writev(bufs)
-	}
-	for _, b := range bufs {
-		t.lp.putBuf(b)
 	}
 }
 
@@ -382,6 +416,13 @@ func (t *gnetTransport) sendFile(s *Slot) bool {
 	if c.closed.Load() {
 		s.finish(ErrClosed)
 		return true
+	}
+	if wb := t.lp.batch; wb != nil {
+		wb.submit() // bytes queued before the range go first
+		if c.closed.Load() {
+			s.finish(ErrClosed)
+			return true
+		}
 	}
 	var err error
 	if !s.started && s.n < int64(c.srv.cfg.CopyThresholdBytes) {

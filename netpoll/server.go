@@ -44,6 +44,11 @@ type Config struct {
 	// every 2 ms so that the Go scheduler's sysmon does not keep preempting
 	// it and taking its P (kept for measurement; README.md).
 	NoLoopYield bool
+	// NoBatchedWrites makes gnet loops write each connection's output at
+	// the end of its own read (one write(2) each) instead of deferring the
+	// flush and sending the output of all connections of a busy loop with
+	// one io_uring_enter (gnet_batch.go; kept for measurement).
+	NoBatchedWrites bool
 	// ReadBufferBytes is gnet's per-loop read buffer (0: 64 KiB).
 	ReadBufferBytes int
 	// CopyThresholdBytes: WriteFile ranges shorter than this are copied

@@ -47,11 +47,12 @@ func main() {
 	dur := flag.Duration("dur", 5*time.Second, "measured duration (load)")
 	warm := flag.Duration("warmup", time.Second, "warm-up (load)")
 	size := flag.Int("size", 64, "request payload bytes (load)")
-	client := flag.String("client", "epoll", "load generator: epoll (one thread per -threads) or goroutine (one per connection)")
+	client := flag.String("client", "uring", "load generator: uring (epoll + io_uring batches; epoll if io_uring is unavailable), epoll (one read and one write system call per round trip) or goroutine (one per connection)")
 	threads := flag.Int("threads", 1, "epoll load generator threads")
 	cpuprof := flag.String("cpuprofile", "", "write a CPU profile (server) to this file")
 	tick := flag.Duration("tick", 0, "netpoll timer tick (server, gnet; 0: default)")
 	noYield := flag.Bool("noyield", false, "gnet loops do not yield to the scheduler (Config.NoLoopYield)")
+	noBatch := flag.Bool("nobatch", false, "gnet loops write each connection at the end of its read (Config.NoBatchedWrites)")
 	flag.Parse()
 	if *cpuprof != "" {
 		f, err := os.Create(*cpuprof)
@@ -62,11 +63,17 @@ func main() {
 	raiseNofile()
 	switch *mode {
 	case "server":
-		server(*impl, *listeners, *perListener, *loops, *lock, *tick, *noYield)
+		server(*impl, *listeners, *perListener, *loops, *lock, *tick, *noYield, *noBatch)
 	case "load":
-		if *client == "epoll" {
+		switch *client {
+		case "uring":
+			if !loadUring(strings.Split(*addrs, ","), *conns, *threads, *dur, *warm, *size) {
+				fmt.Fprintln(os.Stderr, "npbench: io_uring unavailable, using the epoll client")
+				loadEpoll(strings.Split(*addrs, ","), *conns, *threads, *dur, *warm, *size)
+			}
+		case "epoll":
 			loadEpoll(strings.Split(*addrs, ","), *conns, *threads, *dur, *warm, *size)
-		} else {
+		default:
 			load(strings.Split(*addrs, ","), *conns, *dur, *warm, *size)
 		}
 	case "idle":
@@ -97,7 +104,7 @@ func (handler) OnFrame(c netpoll.Conn, f []byte) error {
 }
 func (handler) OnClose(netpoll.Conn, error) {}
 
-func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration, noYield bool) {
+func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration, noYield, noBatch bool) {
 	var addrs []string
 	var stop func()
 	switch impl {
@@ -107,7 +114,7 @@ func server(impl string, n int, per bool, loops int, lock bool, tick time.Durati
 		for i := 0; i < n; i++ {
 			ls = append(ls, netpoll.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", 0), Protocol: p})
 		}
-		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick, NoLoopYield: noYield,
+		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick, NoLoopYield: noYield, NoBatchedWrites: noBatch,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, ls)
 		check(err)
 		check(srv.Start())

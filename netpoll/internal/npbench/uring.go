@@ -1,0 +1,186 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"net"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"quartet/netpoll/internal/uring"
+)
+
+// loadUring is loadEpoll with the per-connection system calls batched: each
+// epoll_wait's ready connections are read with one io_uring_enter (a RECV
+// per connection) and the next requests sent with another (a SEND per
+// connection). Against either server it does the same work per round trip
+// as loadEpoll — the same bytes through the same sockets, one request in
+// flight per connection — with ~0.15 system calls per round trip instead
+// of ~2.1, so it takes less of the CPU the server shares with it.
+// It returns false if io_uring is unavailable.
+func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size int) bool {
+	type cstate struct {
+		fd   int
+		got  int
+		sent int64
+	}
+	probe, err := uring.New(8)
+	if err != nil {
+		return false
+	}
+	probe.Close()
+	respLen := 4 + size
+	req := make([]byte, 4+size)
+	binary.BigEndian.PutUint32(req, uint32(size))
+	start := time.Now()
+	measureFrom := start.Add(warm)
+	measureTo := measureFrom.Add(dur)
+	var mu sync.Mutex
+	var all []int64
+	var total, errs int64
+	var wg sync.WaitGroup
+	for th := 0; th < threads; th++ {
+		wg.Add(1)
+		go func(th int) {
+			defer wg.Done()
+			const batchMax = 256
+			ring, err := uring.New(2 * batchMax)
+			check(err)
+			defer ring.Close()
+			ep, err := unix.EpollCreate1(0)
+			check(err)
+			defer unix.Close(ep)
+			var states []*cstate // by fd
+			for i := th; i < conns; i += threads {
+				ta, err := net.ResolveTCPAddr("tcp", addrs[i%len(addrs)])
+				check(err)
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+				check(err)
+				sa := &unix.SockaddrInet4{Port: ta.Port}
+				copy(sa.Addr[:], ta.IP.To4())
+				check(unix.Connect(fd, sa))
+				_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+				check(unix.SetNonblock(fd, true))
+				check(unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}))
+				for len(states) <= fd {
+					states = append(states, nil)
+				}
+				states[fd] = &cstate{fd: fd}
+			}
+			defer func() {
+				for _, s := range states {
+					if s != nil {
+						unix.Close(s.fd)
+					}
+				}
+			}()
+			lat := make([]int64, 0, 1<<16)
+			var n, e int64
+			for _, s := range states {
+				if s == nil {
+					continue
+				}
+				s.sent = time.Now().UnixNano()
+				if _, err := unix.Write(s.fd, req); err != nil {
+					e++
+				}
+			}
+			events := make([]unix.EpollEvent, batchMax)
+			bufLen := max(4096, respLen)
+			bufs := make([]byte, batchMax*bufLen) // one receive buffer per event slot
+			from, to := measureFrom.UnixNano(), measureTo.UnixNano()
+			lastYield := int64(0)
+			for {
+				k, err := unix.EpollWait(ep, events, 100)
+				if err != nil && err != unix.EINTR {
+					check(err)
+				}
+				now := time.Now().UnixNano()
+				if now > to {
+					break
+				}
+				if now-lastYield > 2e6 { // as in loadEpoll
+					lastYield = now
+					runtime.Gosched()
+				}
+				if k <= 0 {
+					continue
+				}
+				for i, ev := range events[:k] {
+					ring.GetSQE().PrepRecv(int(ev.Fd), bufs[i*bufLen:(i+1)*bufLen], 0, uint64(ev.Fd))
+				}
+				if err := ring.Submit(uint32(k)); err != nil {
+					check(err)
+				}
+				sends := uint32(0)
+				for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
+					s, r := states[int(cqe.UserData)], int(cqe.Res)
+					ring.Advance(1)
+					if r <= 0 {
+						if r == -int(unix.EAGAIN) {
+							continue
+						}
+						e++
+						unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
+						continue
+					}
+					s.got += r
+					if s.got < respLen {
+						continue
+					}
+					s.got -= respLen
+					if s.sent >= from && now <= to {
+						n++
+						lat = append(lat, now-s.sent)
+					}
+					s.sent = now
+					ring.GetSQE().PrepSend(s.fd, req, unix.MSG_NOSIGNAL, uint64(s.fd))
+					sends++
+				}
+				if sends == 0 {
+					continue
+				}
+				if err := ring.Submit(sends); err != nil {
+					check(err)
+				}
+				for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
+					if int(cqe.Res) != len(req) {
+						e++ // the socket always has room for one small request
+					}
+					ring.Advance(1)
+				}
+			}
+			runtime.KeepAlive(bufs)
+			runtime.KeepAlive(req)
+			mu.Lock()
+			all = append(all, lat...)
+			total += n
+			errs += e
+			mu.Unlock()
+		}(th)
+	}
+	wg.Wait()
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / 1e3
+	}
+	res := loadResult{Conns: conns, RoundTrips: total, Seconds: dur.Seconds(),
+		PerSec: float64(total) / dur.Seconds(), P50Micros: pct(0.5), P99Micros: pct(0.99), Errors: errs}
+	if len(all) > 0 {
+		res.MaxMicros = float64(all[len(all)-1]) / 1e3
+	}
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
+		res.CPUSeconds = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	check(json.NewEncoder(os.Stdout).Encode(res))
+	return true
+}
