@@ -227,8 +227,6 @@ func (s *Scheduler) deliverDue(lvl int, buf []byte) (time.Duration, []byte) {
 	return 0, buf
 }
 
-var errStop = errors.New("delay: stop")
-
 func target(r *segment.Record) (due int64, dest string, part int, ok bool) {
 	var have int
 	for _, h := range r.Headers {

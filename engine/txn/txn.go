@@ -340,10 +340,6 @@ func (s *Store) decide(offset int64, op string) {
 	m.Delete(metaNamespace, chkKey(offset), nil)
 }
 
-type completerFunc func(off int64, err error)
-
-func (f completerFunc) AppendDone(off int64, err error) { f(off, err) }
-
 // Close stops the check loop.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {

@@ -265,17 +265,6 @@ type Out struct {
 // Set appends an ext field.
 func (o *Out) Set(k, v string) { o.Ext = append(o.Ext, Field{k, v}) }
 
-// replace sets an existing ext field (or appends it).
-func (o *Out) replace(k, v string) {
-	for i := range o.Ext {
-		if o.Ext[i].K == k {
-			o.Ext[i].V = v
-			return
-		}
-	}
-	o.Set(k, v)
-}
-
 // SetInt appends an integer ext field.
 func (o *Out) SetInt(k string, v int64) { o.Ext = append(o.Ext, Field{k, strconv.FormatInt(v, 10)}) }
 

@@ -1,15 +1,12 @@
 package rocketmq
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"quartet/netpoll"
 )
-
-var errorsIs = errors.Is
 
 var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 

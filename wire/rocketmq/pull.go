@@ -44,8 +44,6 @@ const (
 	suspendMax    = 60 * time.Second
 )
 
-var errStop = errors.New("rocketmq: stop")
-
 type pullReq struct {
 	group   string
 	topic   string
@@ -215,11 +213,3 @@ func (s *Server) readPull(req *pullReq) *Out {
 	}
 }
 
-// forEachRecord calls fn for each record of the whole batches in b (a read
-// may end with a partial batch), skipping control batches.
-func forEachRecord(b []byte, fn func(r *segment.Record) error) error {
-	if err := segment.WalkRecords(b, fn); err != errStop {
-		return err
-	}
-	return nil
-}
