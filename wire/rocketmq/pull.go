@@ -212,4 +212,3 @@ func (s *Server) readPull(req *pullReq) *Out {
 		return pullStatus(&Out{Code: respPullNotFound, Remark: "no new message"}, next, min, max)
 	}
 }
-
