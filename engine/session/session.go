@@ -283,6 +283,48 @@ func (s *Session) Released(id uint16) bool {
 	return true
 }
 
+// TakeShared removes and appends to dst the entries routed through a
+// shared subscription that another member of its group can take instead
+// (want(share) reports that): queued QoS 1/2 messages and QoS 1 messages
+// sent and not acknowledged. A QoS 2 message once sent stays: its delivery
+// must be completed with this client (MQTT 5.0 §4.8.2). Message and batch
+// references pass to the caller; Stored tells what is durable. Caller
+// holds the lock.
+func (s *Session) TakeShared(dst []Inflight, want func(share string) bool) []Inflight {
+	kept := 0
+	for i := 0; i < s.qLen; i++ {
+		e := s.q[(s.qHead+i)%len(s.q)]
+		if e.Share != "" && e.QoS > 0 && want(e.Share) {
+			dst = append(dst, Inflight{Entry: e})
+			continue
+		}
+		s.q[(s.qHead+kept)%len(s.q)] = e
+		kept++
+	}
+	for i := kept; i < s.qLen; i++ {
+		s.q[(s.qHead+i)%len(s.q)] = Entry{}
+	}
+	s.qLen = kept
+	for i := 0; i < s.infLen; i++ {
+		f := &s.inf[(s.infHead+i)%len(s.inf)]
+		if f.done || f.QoS != 1 || f.Share == "" || !want(f.Share) {
+			continue
+		}
+		dst = append(dst, *f)
+		*f = Inflight{done: true}
+		s.infLive--
+	}
+	for s.infLen > 0 && s.inf[s.infHead].done {
+		s.inf[s.infHead] = Inflight{}
+		s.infHead = (s.infHead + 1) % len(s.inf)
+		s.infLen--
+	}
+	if s.infLen == 0 {
+		s.infHead = 0
+	}
+	return dst
+}
+
 // EachInflight calls fn for every unacknowledged delivery, oldest first.
 func (s *Session) EachInflight(fn func(f *Inflight)) {
 	for i := 0; i < s.infLen; i++ {

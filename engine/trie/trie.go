@@ -19,6 +19,9 @@ type Sub[S comparable] struct {
 	Opts  byte
 	ID    uint32
 	Share bool // matched through a shared subscription
+	// Filter is the shared subscription's filter as subscribed
+	// ($share/group/filter), "" for an ordinary one.
+	Filter string
 }
 
 // QoS returns the subscription's maximum QoS.
@@ -100,6 +103,7 @@ func (t *Trie[S]) Subscribe(filter string, s Sub[S]) (existed bool, err error) {
 	}
 	if shared {
 		s.Share = true
+		s.Filter = filter
 		if n.shared == nil {
 			n.shared = make(map[string]*group[S], 1)
 		}
@@ -191,6 +195,36 @@ func (t *Trie[S]) Unsubscribe(filter string, s S) bool {
 		n = p
 	}
 	return found
+}
+
+// Members appends the members of shared subscription filter
+// ($share/group/filter) to dst and returns it (nothing for another filter).
+func (t *Trie[S]) Members(filter string, dst []Sub[S]) []Sub[S] {
+	grp, f, shared, err := SplitShared(filter)
+	if err != nil || !shared {
+		return dst
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := &t.root
+	for {
+		i := strings.IndexByte(f, '/')
+		level := f
+		if i >= 0 {
+			level = f[:i]
+		}
+		if n = n.children[level]; n == nil {
+			return dst
+		}
+		if i < 0 {
+			break
+		}
+		f = f[i+1:]
+	}
+	if g := n.shared[grp]; g != nil {
+		dst = append(dst, g.members...)
+	}
+	return dst
 }
 
 // Count is the number of subscriptions held.

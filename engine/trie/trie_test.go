@@ -144,3 +144,25 @@ func BenchmarkMatch(b *testing.B) {
 		dst = tr.Match(topic, dst[:0])
 	}
 }
+
+func TestMembers(t *testing.T) {
+	var tr Trie[int]
+	for i, f := range []string{"$share/g/a/+", "$share/g/a/+", "$share/g/a/#", "$share/h/a/+", "a/+"} {
+		if _, err := tr.Subscribe(f, Sub[int]{S: i % 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := tr.Members("$share/g/a/+", nil)
+	if len(got) != 2 || got[0].S != 0 || got[1].S != 1 || got[0].Filter != "$share/g/a/+" {
+		t.Fatalf("members %+v", got)
+	}
+	if got := tr.Members("$share/x/a/+", nil); len(got) != 0 {
+		t.Fatalf("unknown group: %+v", got)
+	}
+	if got := tr.Members("a/+", nil); len(got) != 0 {
+		t.Fatalf("ordinary filter: %+v", got)
+	}
+	if m := tr.Match([]byte("a/b"), nil); len(m) != 4 {
+		t.Fatalf("match %+v", m)
+	}
+}

@@ -119,6 +119,7 @@ type Stats struct {
 	WillsPublished  atomic.Uint64
 	ExpiredMessages atomic.Uint64
 	PublisherPauses atomic.Uint64 // publishers paused by a deep session queue
+	SharedHandovers atomic.Uint64 // shared-subscription messages a member could not take, given to another
 	QueueDepthMax   atomic.Int64  // deepest online session queue seen by flow control
 }
 
@@ -335,6 +336,9 @@ func (s *Server) routeFrom(m *session.Message, origin *session.Session, pub sess
 			if o.Opts&0x08 != 0 && m.Retain {
 				e.Retain = true
 			}
+			if o.Share && e.Share == "" {
+				e.Share = o.Filter
+			}
 			if o.ID != 0 {
 				if e.SubID == 0 {
 					e.SubID = o.ID
@@ -348,7 +352,16 @@ func (s *Server) routeFrom(m *session.Message, origin *session.Session, pub sess
 		if skip {
 			continue
 		}
-		ok, b := s.deliver(ss, m, e, pub)
+		ok, b, full := s.deliver(ss, m, e, pub)
+		if full {
+			// a shared-subscription member whose queue is full: another
+			// member of the group takes the message if one can
+			if ok, b = s.handOver(ss, m, e, pub); ok {
+				s.stats.SharedHandovers.Add(1)
+			} else {
+				s.stats.Dropped.Add(1)
+			}
+		}
 		if ok {
 			n++
 		}
@@ -362,13 +375,43 @@ func (s *Server) routeFrom(m *session.Message, origin *session.Session, pub sess
 	return n, blocked
 }
 
-// deliver queues m for ss (taking a new reference) and wakes its connection.
-func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entry, pub session.Waiter) (ok, blocked bool) {
+// handOver delivers m, which shared-subscription member from could not
+// take (entry e), to another member of the group e.Share: online members
+// only, starting at a random one. It reports whether one took it.
+func (s *Server) handOver(from *session.Session, m *session.Message, e session.Entry, pub session.Waiter) (ok, blocked bool) {
+	members := s.trie.Members(e.Share, nil)
+	if len(members) < 2 {
+		return false, false
+	}
+	start := rand.IntN(len(members))
+	for i := range members {
+		sub := members[(start+i)%len(members)]
+		if sub.S == from || !sub.S.Online.Load() {
+			continue
+		}
+		e2 := session.Entry{QoS: min(sub.QoS(), m.QoS), Retain: sub.Opts&0x08 != 0 && m.Retain,
+			SubID: sub.ID, Share: e.Share}
+		if ok, blocked, _ := s.deliver(sub.S, m, e2, pub); ok {
+			return true, blocked
+		}
+	}
+	return false, false
+}
+
+// deliver queues m for ss (taking a new reference) and wakes its
+// connection. full: ss could not take it because its queue is full and it
+// came through a shared subscription (not counted as dropped: the caller
+// offers it to another member first).
+func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entry, pub session.Waiter) (ok, blocked, full bool) {
 	ss.Lock()
 	owner := ss.Owner
 	if owner == nil && (e.QoS == 0 || !ss.Persistent) {
 		ss.Unlock()
-		return false, false
+		return false, false, false
+	}
+	if e.Share != "" && ss.QueueLen() >= ss.QueueMax {
+		ss.Unlock()
+		return false, false, true
 	}
 	m.Ref()
 	e.Msg = m
@@ -410,12 +453,12 @@ func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entr
 	ss.Unlock()
 	if !ok {
 		s.stats.Dropped.Add(1)
-		return false, false
+		return false, false, false
 	}
 	if owner != nil {
 		owner.Notify()
 	}
-	return true, blocked
+	return true, blocked, false
 }
 
 // publishCredit is how many publishes a publisher woken by a drained
@@ -509,6 +552,7 @@ func (s *Server) detach(c *conn) {
 	ss.Lock()
 	mine := ss.Owner == c
 	var waiters []session.Waiter
+	var shared []session.Inflight
 	if mine {
 		ss.Owner = nil
 		ss.Online.Store(false)
@@ -518,6 +562,7 @@ func (s *Server) detach(c *conn) {
 		if n := ss.DropQoS0(); n > 0 {
 			s.stats.Dropped.Add(uint64(n))
 		}
+		shared = ss.TakeShared(nil, s.otherMemberOnline(ss))
 	}
 	persistent := ss.Persistent
 	expiry := ss.ExpirySec
@@ -526,6 +571,7 @@ func (s *Server) detach(c *conn) {
 	for _, w := range waiters {
 		w.Wake()
 	}
+	s.handOverAll(ss, shared, persistent)
 	if mine {
 		if !persistent {
 			s.dropSession(ss)
@@ -542,6 +588,66 @@ func (s *Server) detach(c *conn) {
 		}
 	}
 	s.sessMu.Unlock()
+}
+
+// otherMemberOnline returns a test (run under ss's lock) of whether a
+// shared subscription has an online member other than ss.
+func (s *Server) otherMemberOnline(ss *session.Session) func(share string) bool {
+	var known map[string]bool
+	return func(share string) bool {
+		if v, ok := known[share]; ok {
+			return v
+		}
+		v := false
+		for _, sub := range s.trie.Members(share, nil) {
+			if sub.S != ss && sub.S.Online.Load() {
+				v = true
+				break
+			}
+		}
+		if known == nil {
+			known = make(map[string]bool)
+		}
+		known[share] = v
+		return v
+	}
+}
+
+// handOverAll gives the shared-subscription messages a disconnected
+// member had queued or unacknowledged (taken by TakeShared) to other
+// members of their groups. One nobody takes goes back to ss's queue if ss
+// is persistent, and is dropped (counted) otherwise.
+func (s *Server) handOverAll(ss *session.Session, taken []session.Inflight, persistent bool) {
+	for i := range taken {
+		f := &taken[i]
+		e := f.Entry
+		handed, _ := s.handOver(ss, e.Msg, e, nil)
+		if handed {
+			s.stats.SharedHandovers.Add(1)
+		}
+		if !handed && persistent {
+			e.Live = false
+			ss.Lock()
+			ok := ss.Enqueue(e)
+			ss.Unlock()
+			if ok {
+				continue
+			}
+			s.stats.Dropped.Add(1) // Enqueue released the message
+			if s.persist != nil {
+				s.persist.forget(ss, &e, f.Stored)
+			}
+			continue
+		}
+		if !handed {
+			s.stats.Dropped.Add(1)
+		}
+		if s.persist != nil {
+			// the new member's copy is written first (same catalog log)
+			s.persist.forget(ss, &e, f.Stored)
+		}
+		e.Msg.Release()
+	}
 }
 
 // expire ends a disconnected session whose expiry interval has passed.
