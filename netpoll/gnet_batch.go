@@ -36,6 +36,12 @@ const (
 	batchConnsMin   = 4
 	batchProbeEvery = 16
 	batchSQEs       = 256
+	// batchFlushConns bounds the deferral: with this many connections
+	// dirty the flush happens at once (gnet hands a loop up to 1,024
+	// ready connections per epoll_wait; waiting for all of them delays
+	// the first answers by ~1,000 reads). 16, 64 and unbounded measured
+	// alike at 1,000 connections (64 and unbounded, 16 ~5% slower).
+	batchFlushConns = 64
 )
 
 type pendSend struct {
@@ -94,6 +100,9 @@ func (wb *writeBatch) deferFlush(c *conn) bool {
 	if !c.afterQueued {
 		c.afterQueued = true
 		wb.after = append(wb.after, c)
+	}
+	if len(wb.lp.dirty) >= batchFlushConns {
+		wb.lp.flushDirty()
 	}
 	return true
 }
