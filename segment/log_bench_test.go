@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"quartet/segment/internal/uring"
+	"quartet/internal/uring"
 )
 
 // BenchmarkLogAppend is the append benchmark: RecordBatch v2 batches of

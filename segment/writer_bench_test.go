@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"quartet/segment/internal/uring"
+	"quartet/internal/uring"
 )
 
 // Benchmarks of the writer alone: each producer submits 16 KiB writes (what a

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"quartet/segment/internal/uring"
+	"quartet/internal/uring"
 )
 
 // NewWriter starts a writer goroutine (on its own locked OS thread) for mode:

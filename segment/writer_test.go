@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"quartet/segment/internal/uring"
+	"quartet/internal/uring"
 )
 
 func writerModes(t *testing.T, fn func(t *testing.T, mode IOMode)) {

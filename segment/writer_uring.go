@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"quartet/segment/internal/uring"
+	"quartet/internal/uring"
 )
 
 // uringWriter runs rounds through an io_uring ring owned by its locked OS

@@ -16,9 +16,12 @@ import (
 
 // Opcodes, flags and offsets from <linux/io_uring.h>.
 const (
-	opNop    = 0
-	opWritev = 2
-	opFsync  = 3
+	opNop     = 0
+	opWritev  = 2
+	opFsync   = 3
+	opSendmsg = 9
+	opSend    = 26
+	opRecv    = 27
 
 	fsyncDatasync = 1 << 0 // IORING_FSYNC_DATASYNC
 
@@ -90,8 +93,8 @@ type CQE struct {
 	Flags    uint32
 }
 
-// Ring is an io_uring instance. It is not safe for concurrent use; with
-// SINGLE_ISSUER it must be used from the OS thread that created it.
+// Ring is an io_uring instance. It is not safe for concurrent use; a ring
+// from New (SINGLE_ISSUER) must be used from the OS thread that created it.
 type Ring struct {
 	fd    int
 	flags uint32 // setup flags in effect
@@ -123,19 +126,31 @@ func setup(entries uint32, p *params) (int, error) {
 	return int(fd), nil
 }
 
-// New creates a ring with at least entries SQEs. Call it on the locked OS
-// thread that will use the ring.
+// New creates a ring with at least entries SQEs for one OS thread: call it
+// on the locked OS thread that will use the ring (SINGLE_ISSUER, with
+// DEFER_TASKRUN where the kernel has it).
 func New(entries uint32) (*Ring, error) {
-	var fd int
-	var p params
-	var err error
-	// Most specific first; EINVAL means the kernel does not know a flag.
-	for _, flags := range []uint32{
+	return newRing(entries, []uint32{
 		setupSingleIssuer | setupDeferTaskrun,
 		setupSingleIssuer | setupCoopTaskrun,
 		setupSingleIssuer,
 		0,
-	} {
+	})
+}
+
+// NewShared creates a ring that may be used from any thread, one at a time:
+// for a goroutine that is not locked to its OS thread (a netpoll loop).
+func NewShared(entries uint32) (*Ring, error) {
+	return newRing(entries, []uint32{setupCoopTaskrun, 0})
+}
+
+// newRing tries the setup flags most specific first; EINVAL means the
+// kernel does not know a flag.
+func newRing(entries uint32, candidates []uint32) (*Ring, error) {
+	var fd int
+	var p params
+	var err error
+	for _, flags := range candidates {
 		p = params{flags: flags}
 		fd, err = setup(entries, &p)
 		if err != unix.EINVAL {
@@ -232,6 +247,9 @@ func (r *Ring) Free() uint32 {
 	return r.sqEntries - (r.sqeTail - atomic.LoadUint32(r.sqHead))
 }
 
+// Queued is the number of SQEs taken and not yet submitted.
+func (r *Ring) Queued() uint32 { return r.sqeTail - r.sqeHead }
+
 // GetSQE returns the next free SQE, zeroed, or nil if the SQ is full.
 func (r *Ring) GetSQE() *SQE {
 	head := atomic.LoadUint32(r.sqHead)
@@ -252,6 +270,37 @@ func (sqe *SQE) PrepWritev(fd int, iov *unix.Iovec, n int, off int64, userData u
 	sqe.Addr = uint64(uintptr(unsafe.Pointer(iov)))
 	sqe.Len = uint32(n)
 	sqe.Off = uint64(off)
+	sqe.UserData = userData
+}
+
+// PrepSend fills sqe with a SEND of b to the socket fd (flags: MSG_*).
+// b must stay live and unmoved until the CQE.
+func (sqe *SQE) PrepSend(fd int, b []byte, flags uint32, userData uint64) {
+	sqe.Opcode = opSend
+	sqe.FD = int32(fd)
+	sqe.Addr = uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	sqe.Len = uint32(len(b))
+	sqe.OpFlags = flags
+	sqe.UserData = userData
+}
+
+// PrepSendmsg fills sqe with a SENDMSG of msg to the socket fd.
+func (sqe *SQE) PrepSendmsg(fd int, msg *unix.Msghdr, flags uint32, userData uint64) {
+	sqe.Opcode = opSendmsg
+	sqe.FD = int32(fd)
+	sqe.Addr = uint64(uintptr(unsafe.Pointer(msg)))
+	sqe.Len = 1
+	sqe.OpFlags = flags
+	sqe.UserData = userData
+}
+
+// PrepRecv fills sqe with a RECV into b from the socket fd.
+func (sqe *SQE) PrepRecv(fd int, b []byte, flags uint32, userData uint64) {
+	sqe.Opcode = opRecv
+	sqe.FD = int32(fd)
+	sqe.Addr = uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+	sqe.Len = uint32(len(b))
+	sqe.OpFlags = flags
 	sqe.UserData = userData
 }
 
@@ -282,6 +331,8 @@ func (sqe *SQE) Link(on bool) {
 
 // Submit publishes every SQE taken since the last Submit and waits until at
 // least waitNr CQEs are available. It returns the number submitted.
+// Operations on non-blocking sockets complete during the call, so with
+// waitNr = the number submitted it returns with every CQE ready.
 func (r *Ring) Submit(waitNr uint32) (int, error) {
 	toSubmit := r.sqeTail - r.sqeHead
 	if toSubmit > 0 {

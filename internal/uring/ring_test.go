@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func newRing(t *testing.T) *Ring {
+func testRing(t *testing.T) *Ring {
 	t.Helper()
 	if err := Available(); err != nil {
 		if !errors.Is(err, ErrUnavailable) {
@@ -33,7 +33,7 @@ func newRing(t *testing.T) *Ring {
 }
 
 func TestWritevLinkedFsync(t *testing.T) {
-	r := newRing(t)
+	r := testRing(t)
 	t.Logf("setup flags: %s, entries %d", r.SetupFlags(), r.Entries())
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 	if err != nil {
@@ -72,7 +72,7 @@ func TestWritevLinkedFsync(t *testing.T) {
 }
 
 func TestLinkBrokenByError(t *testing.T) {
-	r := newRing(t)
+	r := testRing(t)
 	// A write to a read-only fd fails with EBADF; the linked NOP is cancelled.
 	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
 	if err != nil {
@@ -104,7 +104,7 @@ func TestLinkBrokenByError(t *testing.T) {
 }
 
 func TestFullSQ(t *testing.T) {
-	r := newRing(t)
+	r := testRing(t)
 	for i := uint32(0); i < r.Entries(); i++ {
 		if r.GetSQE() == nil {
 			t.Fatalf("SQE %d nil", i)
@@ -133,4 +133,64 @@ func TestParamsSize(t *testing.T) {
 	if unsafe.Sizeof(params{}) != 120 || unsafe.Sizeof(SQE{}) != 64 || unsafe.Sizeof(CQE{}) != 16 {
 		t.Fatal("struct sizes")
 	}
+}
+
+// TestSendRecvNonBlocking: on non-blocking sockets SEND, SENDMSG and RECV
+// complete during Submit, and a RECV with nothing to read reports EAGAIN.
+func TestSendRecvNonBlocking(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	r, err := NewShared(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+
+	a, b := []byte("hello "), []byte("world")
+	r.GetSQE().PrepSend(fds[0], a, unix.MSG_DONTWAIT, 1)
+	iov := []unix.Iovec{{Base: &b[0]}}
+	iov[0].SetLen(len(b))
+	msg := &unix.Msghdr{Iov: &iov[0]}
+	msg.SetIovlen(1)
+	r.GetSQE().PrepSendmsg(fds[0], msg, unix.MSG_DONTWAIT, 2)
+	if r.Queued() != 2 {
+		t.Fatalf("queued %d", r.Queued())
+	}
+	if _, err := r.Submit(2); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		c := r.PeekCQE()
+		if c == nil || c.Res != int32(len(a)) && c.Res != int32(len(b)) {
+			t.Fatalf("send cqe %+v", c)
+		}
+		r.Advance(1)
+	}
+	buf := make([]byte, 64)
+	r.GetSQE().PrepRecv(fds[1], buf, unix.MSG_DONTWAIT, 3)
+	r.GetSQE().PrepRecv(fds[0], buf[32:], unix.MSG_DONTWAIT, 4) // nothing to read
+	if _, err := r.Submit(2); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]int32{}
+	for range 2 {
+		c := r.PeekCQE()
+		got[c.UserData] = c.Res
+		r.Advance(1)
+	}
+	if got[3] != int32(len(a)+len(b)) || string(buf[:got[3]]) != "hello world" {
+		t.Fatalf("recv %d %q", got[3], buf[:max(got[3], 0)])
+	}
+	if got[4] != -int32(unix.EAGAIN) {
+		t.Fatalf("empty recv res %d, want -EAGAIN", got[4])
+	}
+	runtime.KeepAlive(iov)
+	runtime.KeepAlive(msg)
 }
