@@ -181,3 +181,57 @@ func TestBatchedWriteError(t *testing.T) {
 		t.Fatal("the failed send was not handed to gnet")
 	}
 }
+
+// TestHalfCloseGetsResponse: a client that sends its requests and shuts
+// down its side at once still gets every response (gnet): output whose flush was
+// deferred (batched writes) is written from OnClose before gnet closes the
+// socket.
+func TestHalfCloseGetsResponse(t *testing.T) {
+	// gnet only: the std-net transport (TLS, WebSocket) still drops the
+	// output of a connection whose peer half-closed (README.md).
+	ts := startTest(t, kindGnet, Config{Loops: 1}, nil)
+	const conns = 32
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c, err := ts.dialErr()
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			var out []byte
+			var want [][]byte
+			for j := 0; j < 3; j++ {
+				f := frame([]byte(fmt.Sprintf("E conn %d req %d", i, j))...)
+				out = append(out, f...)
+				want = append(want, f)
+			}
+			if _, err := c.Write(out); err != nil {
+				errs <- err
+				return
+			}
+			type closeWriter interface{ CloseWrite() error }
+			if cw, ok := c.(closeWriter); ok {
+				_ = cw.CloseWrite()
+			}
+			r := bufio.NewReader(c)
+			for j, w := range want {
+				got, err := readFrame(r)
+				if err != nil || !bytes.Equal(got, w) {
+					errs <- fmt.Errorf("conn %d response %d: %q %v", i, j, got, err)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

@@ -27,10 +27,10 @@ import (
 // flight outside flushDirty.
 //
 // The deferral costs the loop an eventfd write and an io_uring_enter per
-// batch, so it is used only while batches are large: when the last
-// deferred flush found fewer than batchConnsMin connections, reads flush
-// at once as before and only every batchProbeEvery-th read tries a
-// deferral again. Config.NoBatchedWrites turns it off; without io_uring
+// batch, so it is used only while batches are large: when fewer than
+// batchConnsMin connections were read while the last deferred flush
+// waited, reads flush at once as before and only every batchProbeEvery-th
+// read tries a deferral again. Config.NoBatchedWrites turns it off; without io_uring
 // (kernel, seccomp) it is off.
 const (
 	batchConnsMin   = 4
@@ -68,7 +68,7 @@ type writeBatch struct {
 
 	broken    bool // io_uring_enter failed: no more batching (never entered again)
 	scheduled bool // the flush task is queued on the loop
-	last      int  // connections the last deferred flush found dirty
+	last      int  // connections read while the last deferred flush waited
 	skipped   int  // reads flushed at once since the last probe
 }
 
@@ -111,7 +111,7 @@ func (wb *writeBatch) deferFlush(c *conn) bool {
 func (wb *writeBatch) Run(context.Context) error {
 	wb.scheduled = false
 	lp := wb.lp
-	wb.last = len(lp.dirty)
+	wb.last = len(wb.after) // connections read while the flush waited
 	lp.flushDirty()
 	for i, c := range wb.after {
 		wb.after[i] = nil
