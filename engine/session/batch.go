@@ -12,7 +12,12 @@ type Batch struct {
 	mu      sync.Mutex
 	refs    int32
 	written bool
-	Key     string
+	// Off is where the record is stored (set by the store that writes it,
+	// under its own lock).
+	Off int64
+	// Holders are the sessions with entries in the batch (set before it
+	// is written), so its entries can be found to move them elsewhere.
+	Holders []*Session
 	// Empty is called (without the batch's lock) when the last reference
 	// is released after Write issued the record.
 	Empty func(b *Batch)

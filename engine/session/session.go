@@ -325,6 +325,15 @@ func (s *Session) TakeShared(dst []Inflight, want func(share string) bool) []Inf
 	return dst
 }
 
+// EachEntry calls fn for every queued entry (f nil) and every
+// unacknowledged delivery (e is &f.Entry). Caller holds the lock.
+func (s *Session) EachEntry(fn func(e *Entry, f *Inflight)) {
+	for i := 0; i < s.qLen; i++ {
+		fn(&s.q[(s.qHead+i)%len(s.q)], nil)
+	}
+	s.EachInflight(func(f *Inflight) { fn(&f.Entry, f) })
+}
+
 // EachInflight calls fn for every unacknowledged delivery, oldest first.
 func (s *Session) EachInflight(fn func(f *Inflight)) {
 	for i := 0; i < s.infLen; i++ {

@@ -61,6 +61,8 @@ type conn struct {
 	acks          []*durableAck
 	acksSpare     []*durableAck
 	acksScheduled bool
+	acksWaiting   int  // acknowledgements waiting for durable writes (loop only)
+	acksPaused    bool // reads paused until fewer wait (see acksWaitingMax)
 	acksFn        func(netpoll.Conn)
 	lb            *liveBatch // QoS 1 for connected persistent sessions, written after this read burst
 	flushLiveFn   func(netpoll.Conn)
@@ -135,7 +137,9 @@ func (h *handler) OnOpen(nc netpoll.Conn) any {
 		c.credit = c.srv.publishCredit()
 		if c.paused {
 			c.paused = false
-			c.nc.ResumeReads()
+			if !c.acksPaused {
+				c.nc.ResumeReads()
+			}
 		}
 	}
 	c.timer = nc.AfterFunc(s.cfg.ConnectTimeout, func(netpoll.Conn) {
@@ -571,7 +575,9 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 		c.nc.AfterFunc(s.cfg.StallTimeout, func(nc netpoll.Conn) {
 			if c.paused && c.pauseGen == gen {
 				c.paused = false
-				nc.ResumeReads()
+				if !c.acksPaused {
+					nc.ResumeReads()
+				}
 			}
 		})
 	}
@@ -586,6 +592,7 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 	if da := c.da; da != nil {
 		// acknowledge once the durable writes complete, in PUBLISH order
 		c.da = nil
+		c.ackWaiting(1)
 		if p.QoS == 0 {
 			da.slot = c.nc.Reserve()
 			da.slot.Fill(nil)

@@ -146,6 +146,9 @@ func TestOutboundInflightSurvivesCrash(t *testing.T) {
 	if _, rel := sub.next(); rel != ids["C"] {
 		t.Fatalf("PUBREL %d, want %d", rel, ids["C"])
 	}
+	// the warm-up messages went through the live log while csub was
+	// connected: their acknowledgements are durable within releaseIdle
+	waitLiveReleased(t, b)
 	b.srv.persist.closed.Store(true) // from here on nothing is written: a crash
 	b.stop()
 

@@ -39,23 +39,24 @@ const (
 	nsSession = "mqtt.session"
 	nsQueue   = "mqtt.queue"
 	nsQoS2In  = "mqtt.qos2in" // inbound QoS 2 ids received and not yet released (PUBREL)
-	nsLive    = "mqtt.live"   // batches of QoS 1 messages routed to connected persistent sessions
 )
 
-// A live batch (ns "mqtt.live", key = sequence in hex) holds the QoS 1
+// A live batch (a record of the engine internal log "mqtt-live", see
+// liveLog) holds the QoS 1
 // messages one read burst of a publisher routed to connected persistent
 // sessions, each message once:
 //
 //	{msgLen(4) message(session.AppendMessage) pairs(2) {idLen(2) clientID qos(1) retain(1) subID(4) seq(8)}*}*
 //
 // It is written once per burst (the publishes' PUBACKs wait for it) and
-// deleted once every (session, message) pair in it is acknowledged,
+// released once every (session, message) pair in it is acknowledged,
 // dropped or moved to a per-message record; it is not written at all when
 // that happens before the burst ends. An entry of a live batch is never
 // rewritten with its packet id while connected (QoS 1 may be resent under a
 // new id after a crash); at disconnect and shutdown its inflight state is
 // written as a per-message record of ns "mqtt.queue" with the same
-// sequence, which then wins over the batch's pair.
+// sequence, which then wins over the batch's pair. Without an engine (no
+// internal log) these messages are stored as per-message records instead.
 
 type persister struct {
 	be     retained.Backend
@@ -266,27 +267,18 @@ type liveBatch struct {
 	pairs int              // offset of its pair count in buf
 }
 
-func (p *persister) newBatch() *session.Batch {
-	b := &session.Batch{Key: strconv.FormatUint(p.seq.Add(1), 16)}
-	b.Empty = p.batchEmpty
-	return b
-}
-
-func (p *persister) batchEmpty(b *session.Batch) {
-	if p.closed.Load() {
-		return
-	}
-	p.be.Delete(nsLive, b.Key, p.logErr("live batch"))
-}
-
 // addLive adds m for ss to c's live batch, setting e's sequence and
 // batch; the publish's acknowledgement waits for the batch (loop only, ss
 // locked).
 func (c *conn) addLive(ss *session.Session, m *session.Message, e *session.Entry) {
 	p := c.srv.persist
 	lb := c.lb
+	if lb != nil && len(lb.buf)+len(m.Topic)+len(m.Payload)+len(m.Props)+64 > c.srv.liveBatchBytesMax() {
+		c.flushLive(c.nc) // a record stays well inside a segment
+		lb = nil
+	}
 	if lb == nil {
-		lb = &liveBatch{b: p.newBatch()}
+		lb = &liveBatch{b: &session.Batch{Empty: c.srv.live.empty}}
 		c.lb = lb
 		_ = c.nc.Execute(c.flushLiveFn)
 	}
@@ -313,6 +305,60 @@ func (c *conn) addLive(ss *session.Session, m *session.Message, e *session.Entry
 	lb.buf = binary.BigEndian.AppendUint64(lb.buf, e.Seq)
 	lb.b.Ref()
 	e.Batch = lb.b
+	if h := lb.b.Holders; len(h) == 0 || h[len(h)-1] != ss {
+		lb.b.Holders = append(h, ss)
+	}
+}
+
+// liveBatchBytesMax bounds a live batch record; a message larger than it
+// is stored on its own (per-message record).
+func (s *Server) liveBatchBytesMax() int { return int(min(s.cfg.LiveLogSegmentBytes/4, 4<<20)) }
+
+// migrateLive moves the entries of live batches b to per-message records
+// (ns "mqtt.queue", same sequence), releasing each batch's reference once
+// its record is durable (liveLog.tick, off the loops).
+func (s *Server) migrateLive(batches []*session.Batch) {
+	p := s.persist
+	moved := 0
+	for _, b := range batches {
+		seen := map[*session.Session]bool{}
+		for _, ss := range b.Holders {
+			if seen[ss] {
+				continue
+			}
+			seen[ss] = true
+			ss.Lock()
+			ss.EachEntry(func(e *session.Entry, f *session.Inflight) {
+				if e.Batch != b || p.closed.Load() {
+					return
+				}
+				release := func(err error) {
+					if err != nil {
+						p.log.Error("mqtt: moving a live message", "client", ss.ID, "err", err)
+						return // the batch keeps it
+					}
+					b.Release()
+				}
+				wrote := false
+				if f != nil {
+					wrote = p.storeInflight(ss, f, release)
+				} else {
+					v := appendRecord(make([]byte, 0, 22+len(e.Msg.Topic)+len(e.Msg.Payload)+len(e.Msg.Props)), e, 0, session.StoredNone)
+					p.be.Put(nsQueue, queueKey(ss.ID, e.Seq), v, release)
+					wrote = true
+				}
+				if !wrote {
+					b.Release() // its per-message record exists already
+				}
+				e.Batch, e.Live = nil, false
+				moved++
+			})
+			ss.Unlock()
+		}
+	}
+	if moved > 0 {
+		s.log.Info("mqtt: messages held long moved out of the live log", "batches", len(batches), "messages", moved)
+	}
 }
 
 // flushLive writes the connection's live batch (loop only).
@@ -336,9 +382,104 @@ func (c *conn) flushLive(netpoll.Conn) {
 		done(errServerClosed)
 		return
 	}
-	if !lb.b.Write(func() { p.be.Put(nsLive, lb.b.Key, lb.buf, done) }) {
+	now := c.srv.now.Load()
+	if !lb.b.Write(func() { c.srv.live.write(lb.b, lb.buf, now, done) }) {
 		done(nil) // every pair was acknowledged before the burst ended
 	}
+}
+
+// item is a queued or inflight entry read back on start.
+type item struct {
+	seq   uint64
+	e     session.Entry
+	pid   uint16
+	state byte // session.StoredNone: queued, not sent yet
+}
+
+// loadLive restores the live batches without a release record into
+// queues (a pair whose sequence has a per-message record, written at
+// disconnect or shutdown, is that record's).
+func (s *Server) loadLive(queues map[string][]item, have map[uint64]bool, maxSeq *uint64) error {
+	released := map[int64]bool{}
+	err := s.live.scan(func(_ int64, key, value []byte) error {
+		if len(key) == 1 && key[0] == 'r' {
+			if len(value) != 8 {
+				return session.ErrCorrupt
+			}
+			released[int64(binary.BigEndian.Uint64(value))] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the live log: %w", err)
+	}
+	var restored, dropped int
+	err = s.live.scan(func(off int64, key, v []byte) error {
+		if len(key) != 0 || released[off] {
+			return nil
+		}
+		b := &session.Batch{Off: off, Empty: s.live.empty}
+		var refs int32
+		for len(v) > 0 {
+			if len(v) < 4 || int(binary.BigEndian.Uint32(v)) > len(v)-4 {
+				return session.ErrCorrupt
+			}
+			n := int(binary.BigEndian.Uint32(v))
+			body := v[4 : 4+n]
+			v = v[4+n:]
+			if len(v) < 2 {
+				return session.ErrCorrupt
+			}
+			np := int(binary.BigEndian.Uint16(v))
+			v = v[2:]
+			var m *session.Message
+			for range np {
+				if len(v) < 2 || len(v) < 2+int(binary.BigEndian.Uint16(v))+14 {
+					return session.ErrCorrupt
+				}
+				il := int(binary.BigEndian.Uint16(v))
+				id := string(v[2 : 2+il])
+				f := v[2+il:]
+				v = f[14:]
+				seq := binary.BigEndian.Uint64(f[6:])
+				*maxSeq = max(*maxSeq, seq)
+				if _, ok := s.sessions.Get(id); !ok || have[seq] {
+					continue
+				}
+				if m == nil {
+					var e error
+					if m, e = session.DecodeMessage(body); e != nil {
+						return e
+					}
+				} else {
+					m.Ref()
+				}
+				refs++
+				if ss, _ := s.sessions.Get(id); len(b.Holders) == 0 || b.Holders[len(b.Holders)-1] != ss {
+					b.Holders = append(b.Holders, ss)
+				}
+				queues[id] = append(queues[id], item{seq: seq, e: session.Entry{Msg: m, QoS: f[0], Retain: f[1] == 1,
+					SubID: binary.BigEndian.Uint32(f[2:]), Seq: seq, Batch: b}})
+			}
+		}
+		s.live.restored(b)
+		if refs == 0 {
+			dropped++
+			b.Restored(1)
+			b.Release() // nothing left in it: released on the first tick
+			return nil
+		}
+		restored++
+		b.Restored(refs)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the live log: %w", err)
+	}
+	if restored > 0 {
+		s.log.Info("mqtt: live batches restored", "batches", restored, "empty", dropped)
+	}
+	return nil
 }
 
 // loadSessions restores persistent sessions, their subscriptions and queues.
@@ -385,12 +526,6 @@ func (s *Server) loadSessions() error {
 	})
 	if err != nil {
 		return err
-	}
-	type item struct {
-		seq   uint64
-		e     session.Entry
-		pid   uint16
-		state byte // session.StoredNone: queued, not sent yet
 	}
 	queues := map[string][]item{}
 	var maxSeq uint64
@@ -453,71 +588,11 @@ func (s *Server) loadSessions() error {
 			have[it.seq] = true
 		}
 	}
-	p.be.Range(nsLive, func(k string, v []byte) bool {
-		bseq, e := strconv.ParseUint(k, 16, 64)
-		if e != nil {
-			err = session.ErrCorrupt
-			return false
+	if s.live != nil {
+		if err := s.loadLive(queues, have, &maxSeq); err != nil {
+			return err
 		}
-		maxSeq = max(maxSeq, bseq)
-		b := &session.Batch{Key: k, Empty: p.batchEmpty}
-		var refs int32
-		for len(v) > 0 {
-			if len(v) < 4 || int(binary.BigEndian.Uint32(v)) > len(v)-4 {
-				err = session.ErrCorrupt
-				return false
-			}
-			n := int(binary.BigEndian.Uint32(v))
-			body := v[4 : 4+n]
-			v = v[4+n:]
-			if len(v) < 2 {
-				err = session.ErrCorrupt
-				return false
-			}
-			np := int(binary.BigEndian.Uint16(v))
-			v = v[2:]
-			var m *session.Message
-			for range np {
-				if len(v) < 2 || len(v) < 2+int(binary.BigEndian.Uint16(v))+14 {
-					err = session.ErrCorrupt
-					return false
-				}
-				il := int(binary.BigEndian.Uint16(v))
-				id := string(v[2 : 2+il])
-				f := v[2+il:]
-				v = f[14:]
-				seq := binary.BigEndian.Uint64(f[6:])
-				maxSeq = max(maxSeq, seq)
-				if _, ok := s.sessions.Get(id); !ok || have[seq] {
-					continue
-				}
-				if m == nil {
-					if m, e = session.DecodeMessage(body); e != nil {
-						err = e
-						return false
-					}
-				} else {
-					m.Ref()
-				}
-				refs++
-				queues[id] = append(queues[id], item{seq: seq, e: session.Entry{Msg: m, QoS: f[0], Retain: f[1] == 1,
-					SubID: binary.BigEndian.Uint32(f[2:]), Seq: seq, Batch: b}})
-			}
-		}
-		if refs == 0 {
-			stale = append(stale, k)
-			return true
-		}
-		b.Restored(refs)
-		return true
-	})
-	if err != nil {
-		return err
 	}
-	for _, k := range stale {
-		p.be.Delete(nsLive, k, nil)
-	}
-	stale = stale[:0]
 	p.be.Range(nsQoS2In, func(k string, _ []byte) bool {
 		i := strings.LastIndexByte(k, 0)
 		pid, e := strconv.ParseUint(k[i+1:], 16, 16)
@@ -603,6 +678,7 @@ func (c *conn) durableDone() func(error) {
 func (c *conn) ackWhenDurable(typ byte, id uint16, rc byte) {
 	da := c.da
 	c.da = nil
+	c.ackWaiting(1)
 	da.slot = c.nc.Reserve()
 	da.typ, da.id, da.rc = typ, id, rc
 	da.release(true)
@@ -648,8 +724,31 @@ func (c *conn) fillAcks(nc netpoll.Conn) {
 	c.acksSpare = acks[:0]
 }
 
+// acksWaitingMax bounds the acknowledgements of one connection waiting for
+// durable writes: past it the connection is not read until half of them
+// are sent. Each waits in its own output slot, and a client pipelining
+// thousands of publishes would otherwise have them all outstanding.
+const acksWaitingMax = 512
+
+// ackWaiting counts n more (or, negative, fewer) acknowledgements waiting
+// for the disk and pauses or resumes reading (loop only).
+func (c *conn) ackWaiting(n int) {
+	c.acksWaiting += n
+	switch {
+	case !c.acksPaused && c.acksWaiting >= acksWaitingMax:
+		c.acksPaused = true
+		c.nc.PauseReads()
+	case c.acksPaused && c.acksWaiting <= acksWaitingMax/2:
+		c.acksPaused = false
+		if !c.paused {
+			c.nc.ResumeReads()
+		}
+	}
+}
+
 func (da *durableAck) fill(nc netpoll.Conn) {
 	c := da.c
+	c.ackWaiting(-1)
 	rc := da.rc
 	if da.err.Load() != nil {
 		if c.version < Version5 || da.typ == PUBCOMP { // PUBCOMP has no error reason but 0x92

@@ -59,6 +59,14 @@ type Config struct {
 	// Meta, if set, makes retained messages and persistent sessions durable
 	// (engine.Meta satisfies it).
 	Meta retained.Backend
+	// LiveLogSegmentBytes is the segment size of the live log, which holds
+	// QoS 1 messages for connected persistent sessions until acknowledged
+	// (0: 16 MiB).
+	LiveLogSegmentBytes int64
+	// LiveLogPinnedBytesMax: when unacknowledged messages in its oldest
+	// batches keep the live log above this size, they are moved to
+	// per-message records so the log can be trimmed (0: 64 MiB).
+	LiveLogPinnedBytesMax int64
 }
 
 func (c *Config) setDefaults() {
@@ -100,6 +108,12 @@ func (c *Config) setDefaults() {
 	if c.RetryInterval <= 0 {
 		c.RetryInterval = 20 * time.Millisecond
 	}
+	if c.LiveLogSegmentBytes <= 0 {
+		c.LiveLogSegmentBytes = 16 << 20
+	}
+	if c.LiveLogPinnedBytesMax <= 0 {
+		c.LiveLogPinnedBytesMax = 64 << 20
+	}
 }
 
 // Stats are cumulative counters.
@@ -132,6 +146,7 @@ type Server struct {
 	sessions *session.Store
 	retained *retained.Store
 	persist  *persister // nil without Meta
+	live     *liveLog   // nil without an engine: live QoS 1 then stored per message in Meta
 
 	sessMu   sync.Mutex // serialises CONNECT attach/takeover and close detach
 	started  time.Time
@@ -172,6 +187,13 @@ func New(e *engine.Engine, cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	if cfg.Meta != nil {
 		s.persist = &persister{be: cfg.Meta, log: s.log}
+		if e != nil {
+			l, err := e.OpenInternalLog("mqtt-live")
+			if err != nil {
+				return nil, fmt.Errorf("mqtt: opening the live log: %w", err)
+			}
+			s.live = newLiveLog(l, &s.cfg, s.log, &s.persist.closed, s.migrateLive)
+		}
 		if err := s.loadSessions(); err != nil {
 			return nil, fmt.Errorf("mqtt: loading sessions: %w", err)
 		}
@@ -228,6 +250,9 @@ func (s *Server) Close() error {
 				}
 				return true
 			})
+			if s.live != nil && !s.persist.closed.Load() {
+				s.live.close()
+			}
 			s.persist.closed.Store(true)
 		}
 	})
@@ -245,6 +270,9 @@ func (s *Server) clock() {
 			return
 		case now := <-t.C:
 			s.now.Store(now.UnixNano())
+			if s.live != nil {
+				s.live.tick(now)
+			}
 			if s.cfg.SysInterval > 0 && now.Sub(lastSys) >= s.cfg.SysInterval {
 				lastSys = now
 				s.publishSys()
@@ -422,7 +450,8 @@ func (s *Server) deliver(ss *session.Session, m *session.Message, e session.Entr
 		// of the round), so a broker crash loses nothing acknowledged.
 		// The record is deleted when the subscriber acknowledges.
 		pc, isConn := pub.(*conn)
-		if isConn && pc != nil && owner != nil && e.QoS == 1 && !s.persist.closed.Load() {
+		if isConn && pc != nil && owner != nil && e.QoS == 1 && s.live != nil && !s.persist.closed.Load() &&
+			len(m.Topic)+len(m.Payload)+len(m.Props)+64 <= s.liveBatchBytesMax() {
 			// one record per read burst of the publisher, each
 			// message once (see liveBatch)
 			pc.addLive(ss, m, &e)
