@@ -6,12 +6,8 @@
 // payload.
 //
 // An idle session costs a struct, its subscription list and its queue slice:
-// no file, no goroutine, no timer. Persistent sessions are made durable by
-// Store.Persist* (metadata catalog for the session record and subscriptions,
-// one shared internal log for queued messages of every session):
-//
-//	meta ns "mqtt.session"  key clientID -> session record (AppendRecord)
-//	log "mqtt-sessions"     record key clientID, value = encoded message,
-//	                        header "q" = queue sequence; acks are records
-//	                        with header "a" = sequence acknowledged
+// no file, no goroutine, no timer. Persistence is the protocol's (wire/mqtt):
+// session records, per-message queue records and inbound QoS 2 ids in the
+// engine's metadata catalog, and Batch records shared by several entries in an
+// internal log; an Entry says which (Seq, Batch, Live).
 package session

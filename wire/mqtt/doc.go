@@ -4,8 +4,13 @@
 //
 // Files: packet.go / props.go (codec, every packet type, MQTT 5 properties and
 // reason codes), framer.go (remaining-length framing), server.go (Server,
-// routing, $SYS), conn.go (per-connection state machine), deliver.go
-// (outbound path: per-connection MPSC queue drained by one Execute).
+// routing, shared-subscription handover, $SYS), conn.go (per-connection state
+// machine, outbound drain), persist.go (persistent sessions in Meta, live
+// batches, durable acknowledgements), livelog.go (the internal log
+// "mqtt-live" holding QoS 1 for connected persistent sessions).
+//
+// Every QoS 1/2 message routed to a persistent session is durable before the
+// publisher gets PUBACK/PUBREC (see README.md, "Crash safety").
 //
 // Fixed header on the wire:
 //
@@ -15,6 +20,7 @@
 //
 // Differences from Mosquitto: QoS 0 messages to offline persistent sessions
 // are not queued (as Mosquitto's default queue_qos0_messages false); a PUBACK
-// to a QoS 1 publisher whose message was queued for an offline persistent
-// session is sent after the session log append completes.
+// to a QoS 1 publisher whose message went to a persistent session (connected
+// or not) is sent after the append completes (Mosquitto persists only on its
+// autosave interval).
 package mqtt
