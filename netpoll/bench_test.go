@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"testing"
 )
 
@@ -13,14 +14,16 @@ import (
 // (pread into a buffer + write) for one connection fetching a file range
 // over loopback, one request in flight:
 //
-//	flock /tmp/bench.lock go test -run '^$' -bench BenchmarkWriteFile -count 3 ./netpoll/
+//	flock /tmp/bench.lock go test -run '^$' -bench BenchmarkWriteFile -count 5 -benchtime 2000x ./netpoll/
+//
+// (NETPOLL_BENCH_NOBATCH=1: with Config.NoBatchedWrites.)
 func BenchmarkWriteFile(b *testing.B) {
 	for _, size := range []int{4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20} {
 		for _, mode := range []string{"sendfile", "copy"} {
 			b.Run(fmt.Sprintf("%s/%dKiB", mode, size>>10), func(b *testing.B) {
 				f := makeTestFile(b, size)
 				h := &testHandler{file: f}
-				cfg := Config{Loops: 1, CopyThresholdBytes: -1}
+				cfg := Config{Loops: 1, CopyThresholdBytes: -1, NoBatchedWrites: os.Getenv("NETPOLL_BENCH_NOBATCH") != ""}
 				if mode == "copy" {
 					cfg.CopyThresholdBytes = 1 << 40
 				}

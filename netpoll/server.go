@@ -343,7 +343,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.mu.Lock()
 		for c := range s.conns {
 			if st, ok := c.tr.(*stdTransport); ok {
-				_ = st.nc.Close()
+				st.shutdown()
 			}
 		}
 		s.mu.Unlock()

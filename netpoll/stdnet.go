@@ -125,7 +125,7 @@ func (s *Server) serveStd(ls *listenerState, nc net.Conn) {
 			s.tuneTCP(tc)
 		}
 	}
-	t := &stdTransport{nc: nc, kick: make(chan struct{}, 1), readsOn: true}
+	t := &stdTransport{nc: nc, kick: make(chan struct{}, 1), readsOn: true, shut: make(chan struct{}), deadCh: make(chan struct{})}
 	t.cond = sync.NewCond(&t.mu)
 	lp := &loopState{wheel: s.stdWheel, epfd: -1}
 	c := &conn{srv: s, ls: ls, proto: ls.Protocol, lp: lp, tr: t, local: nc.LocalAddr(), remote: nc.RemoteAddr()}
@@ -170,6 +170,10 @@ type stdTransport struct {
 	busy    bool // writer is writing
 	dead    bool
 	deadErr error
+	deadCh  chan struct{} // closed by markDead
+
+	shut     chan struct{} // closed by shutdown
+	shutOnce sync.Once
 
 	tmu   sync.Mutex
 	tasks []func()
@@ -235,7 +239,10 @@ func (t *stdTransport) setReads(on bool) {
 
 func (t *stdTransport) wake() { t.cond.Broadcast() }
 
-func (t *stdTransport) shutdown() { _ = t.nc.Close() }
+func (t *stdTransport) shutdown() {
+	_ = t.nc.Close()
+	t.shutOnce.Do(func() { close(t.shut) })
+}
 
 // markDead is called with mu held when the socket failed or was closed.
 func (t *stdTransport) markDead(err error) {
@@ -244,6 +251,7 @@ func (t *stdTransport) markDead(err error) {
 	}
 	t.dead = true
 	t.deadErr = err
+	close(t.deadCh)
 	t.cond.Broadcast()
 	t.signal()
 }
@@ -313,6 +321,30 @@ func (t *stdTransport) reader() {
 			} else {
 				t.w += n
 			}
+		}
+		if err != nil && errors.Is(err, io.EOF) && !closing && !t.dead {
+			// The peer has finished sending but may still read (a
+			// half-close): answer what it sent, then close once the
+			// output is written (or CloseFlushTimeout passed).
+			if t.w > t.r {
+				n, perr := c.processFrames(t.rbuf[t.r:t.w])
+				t.r += n
+				if perr != nil {
+					c.beginClose(perr)
+				}
+			}
+			c.beginClose(nil)
+			c.lp.flushDirty()
+			c.afterOutput()
+			t.mu.Unlock()
+			select {
+			case <-t.shut:
+			case <-t.deadCh:
+			}
+			t.mu.Lock()
+			t.markDead(nil)
+			t.mu.Unlock()
+			return
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
