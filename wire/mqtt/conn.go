@@ -50,27 +50,17 @@ type conn struct {
 	aliasOutN   uint16
 	maxOut      uint32 // client's maximum packet size (0: unlimited)
 
-	lastRx   int64 // coarse unix nanos of the last packet
-	notified atomic.Bool
-	drainFn  func(netpoll.Conn)
-	wakeFn   func(netpoll.Conn)
-	da       *durableAck // acknowledgement of the publish being handled, if it waits for the disk
-	// acknowledgements whose durable writes completed, filled on the loop
-	// by one Execute (see ackReady)
-	acksMu        sync.Mutex
-	acks          []*durableAck
-	acksSpare     []*durableAck
-	acksScheduled bool
-	acksWaiting   int  // acknowledgements waiting for durable writes (loop only)
-	acksPaused    bool // reads paused until fewer wait (see acksWaitingMax)
-	acksFn        func(netpoll.Conn)
-	lb            *liveBatch // QoS 1 for connected persistent sessions, written after this read burst
-	flushLiveFn   func(netpoll.Conn)
-	paused        bool   // reads paused by flow control until a session wakes us
-	credit        uint16 // publishes past a deep queue allowed before pausing again (see publishCredit)
-	pauseGen      uint32 // identifies the pause a stall timer belongs to
-	waiters       []session.Waiter
-	timer         netpoll.Timer
+	lastRx    int64 // coarse unix nanos of the last packet
+	notified  atomic.Bool
+	drainFn   func(netpoll.Conn)
+	wakeFn    func(netpoll.Conn)
+	da        *durableAck // acknowledgement of the publish being handled, if it waits for the disk
+	*durState             // nil until the connection first publishes something stored (see useDur)
+	paused    bool        // reads paused by flow control until a session wakes us
+	credit    uint16      // publishes past a deep queue allowed before pausing again (see publishCredit)
+	pauseGen  uint32      // identifies the pause a stall timer belongs to
+	waiters   []session.Waiter
+	timer     netpoll.Timer
 
 	aliasIn  map[uint16]string
 	aliasOut map[string]uint16
@@ -131,13 +121,11 @@ func (h *handler) OnOpen(nc netpoll.Conn) any {
 		c.notified.Store(false)
 		c.drain()
 	}
-	c.acksFn = c.fillAcks
-	c.flushLiveFn = c.flushLive
 	c.wakeFn = func(netpoll.Conn) {
 		c.credit = c.srv.publishCredit()
 		if c.paused {
 			c.paused = false
-			if !c.acksPaused {
+			if c.durState == nil || !c.acksPaused {
 				c.nc.ResumeReads()
 			}
 		}
@@ -557,7 +545,7 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 		s.retained.Set(m, done)
 	}
 	n, blocked := s.routeFrom(m, ss, c)
-	if c.lb != nil {
+	if c.durState != nil && c.lb != nil {
 		c.lb.msg = nil // messages are pooled: the next one may reuse m's address
 	}
 	m.Release()
@@ -575,7 +563,7 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 		c.nc.AfterFunc(s.cfg.StallTimeout, func(nc netpoll.Conn) {
 			if c.paused && c.pauseGen == gen {
 				c.paused = false
-				if !c.acksPaused {
+				if c.durState == nil || !c.acksPaused {
 					nc.ResumeReads()
 				}
 			}

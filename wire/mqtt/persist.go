@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -272,6 +273,7 @@ type liveBatch struct {
 // locked).
 func (c *conn) addLive(ss *session.Session, m *session.Message, e *session.Entry) {
 	p := c.srv.persist
+	c.useDur()
 	lb := c.lb
 	if lb != nil && len(lb.buf)+len(m.Topic)+len(m.Payload)+len(m.Props)+64 > c.srv.liveBatchBytesMax() {
 		c.flushLive(c.nc) // a record stays well inside a segment
@@ -654,9 +656,37 @@ type durableAck struct {
 	rc   byte
 }
 
+// durState is a connection's state for acknowledgements that wait for
+// the disk and for its live batch. Most connections never need it (an idle
+// connection stays small), so it is allocated on first use.
+type durState struct {
+	// acknowledgements whose durable writes completed, filled on the loop
+	// by one Execute (see ackReady)
+	acksMu        sync.Mutex
+	acks          []*durableAck
+	acksSpare     []*durableAck
+	acksScheduled bool
+	acksWaiting   int  // acknowledgements waiting for durable writes (loop only)
+	acksPaused    bool // reads paused until fewer wait (see acksWaitingMax)
+	acksFn        func(netpoll.Conn)
+	lb            *liveBatch // QoS 1 for connected persistent sessions, written after this read burst
+	flushLiveFn   func(netpoll.Conn)
+}
+
+// useDur allocates c's durState (loop only, before anything another
+// goroutine could reach it through is created).
+func (c *conn) useDur() {
+	if c.durState == nil {
+		c.durState = &durState{}
+		c.acksFn = c.fillAcks
+		c.flushLiveFn = c.flushLive
+	}
+}
+
 // durableDone returns a completion to pass to one durable write of the
 // publish being handled (loop only).
 func (c *conn) durableDone() func(error) {
+	c.useDur()
 	if c.da == nil {
 		c.da = &durableAck{c: c}
 		c.da.n.Store(1)
