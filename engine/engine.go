@@ -196,6 +196,9 @@ func (e *Engine) background() {
 			if e.cfg.Flush == segment.FlushAsync {
 				e.forEachLog(func(l *segment.Log) { l.Flush() })
 			}
+			if err := e.meta.compactOnline(); err != nil {
+				e.logger.Error("metadata compaction failed", "err", err)
+			}
 		case now := <-retain.C:
 			e.mu.RLock()
 			var parts []*Partition

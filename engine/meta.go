@@ -15,23 +15,36 @@ import (
 
 // Meta is the metadata catalog: a small namespaced key/value store kept as a
 // log of records (key = namespace NUL key, value = bytes, null value = deleted),
-// replayed into memory on start and compacted then when mostly dead. Topics,
+// replayed into memory on start and compacted when mostly dead (on start, and
+// while running by rewriting the live set at its end). Topics,
 // consumer offsets, exchanges, bindings, queues, retained messages and every
 // other small durable state of the protocols live here.
 type Meta struct {
-	log *segment.Log
+	log    *segment.Log
+	syncs  bool // flush=sync: an append's completion means it is durable
+	logger *slog.Logger
 
 	mu      sync.RWMutex
 	data    map[string]map[string][]byte
 	builder segment.BatchBuilder
-	records int // records in the log, for the compaction decision
+	records int // records from the log's start, for the compaction decision
+	live    int // keys in data
+
+	compactBytesMin int64 // metaCompactBytesMin (tests lower it)
 }
 
 // ErrMetaKey rejects keys that cannot be stored.
 var ErrMetaKey = errors.New("engine: invalid metadata key")
 
-// metaSegmentBytes is the metadata log's segment size.
-const metaSegmentBytes = 64 << 20
+const (
+	// metaSegmentBytes is the metadata log's segment size. A running
+	// compaction frees whole segments only, so they are kept small.
+	metaSegmentBytes = 16 << 20
+	// metaCompactDeadRatio: a running compaction starts once the log holds
+	// this many records per live key (and metaCompactBytesMin bytes).
+	metaCompactDeadRatio = 4
+	metaCompactBytesMin  = 2 * metaSegmentBytes
+)
 
 // metaCompactRecordsMin is the log size below which compaction is not worth it.
 const metaCompactRecordsMin = 1024
@@ -53,15 +66,13 @@ func openMeta(dir string, w segment.Writer, cfg segment.Config, logger *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	m := &Meta{log: l, data: map[string]map[string][]byte{}}
+	m := &Meta{log: l, syncs: cfg.Flush != segment.FlushAsync, logger: logger,
+		compactBytesMin: metaCompactBytesMin, data: map[string]map[string][]byte{}}
 	if err := m.replay(); err != nil {
 		l.Close()
 		return nil, err
 	}
-	live := 0
-	for _, ns := range m.data {
-		live += len(ns)
-	}
+	live := m.live
 	if m.records < metaCompactRecordsMin || m.records < 2*live {
 		return m, nil
 	}
@@ -70,7 +81,7 @@ func openMeta(dir string, w segment.Writer, cfg segment.Config, logger *slog.Log
 	if err != nil {
 		return m, nil // keep the uncompacted log; compaction is an optimisation
 	}
-	if err := m.writeAll(fresh); err != nil {
+	if err := m.appendAll(fresh)(); err != nil {
 		fresh.Remove()
 		return m, nil
 	}
@@ -124,22 +135,66 @@ func (m *Meta) replay() error {
 }
 
 func (m *Meta) applyLocked(ns, key string, value []byte) {
+	t := m.data[ns]
 	if value == nil {
-		if t := m.data[ns]; t != nil {
+		if _, ok := t[key]; ok {
 			delete(t, key)
+			m.live--
 		}
 		return
 	}
-	t := m.data[ns]
 	if t == nil {
 		t = map[string][]byte{}
 		m.data[ns] = t
 	}
+	if _, ok := t[key]; !ok {
+		m.live++
+	}
 	t[key] = append([]byte(nil), value...)
 }
 
-// writeAll appends the whole live set to l and waits for it.
-func (m *Meta) writeAll(l *segment.Log) error {
+// compactOnline rewrites the live set at the log's end and moves the log
+// start past everything before it, once the log holds metaCompactDeadRatio
+// records per live key. Without it, overwritten and deleted records (group
+// offset commits, per-message MQTT session state) grow the log until the
+// next start. Replay from the new start sees the whole live set, then what
+// was written after it. The engine's background loop calls it.
+func (m *Meta) compactOnline() error {
+	m.mu.RLock()
+	due := m.records >= metaCompactRecordsMin && m.records >= metaCompactDeadRatio*m.live
+	m.mu.RUnlock()
+	if !due || m.log.Stats().Bytes < m.compactBytesMin {
+		return nil
+	}
+	m.mu.Lock()
+	_, _, from := m.log.Offsets() // every write appends under m.mu: the snapshot starts here
+	before, live := m.records, m.live
+	wait := m.appendAll(m.log)
+	m.records = live
+	m.mu.Unlock()
+	if err := wait(); err != nil {
+		return fmt.Errorf("engine: meta compaction: %w", err)
+	}
+	if !m.syncs {
+		if err := m.log.SyncFrom(from); err != nil {
+			return fmt.Errorf("engine: meta compaction: %w", err)
+		}
+	}
+	if _, hw, _ := m.log.Offsets(); from > hw {
+		return nil // an empty live set behind writes still in flight: next time
+	}
+	freed := m.log.Stats().Bytes
+	if err := m.log.DeleteBefore(from); err != nil {
+		return fmt.Errorf("engine: meta compaction: %w", err)
+	}
+	m.logger.Info("metadata compacted", "records_before", before, "records_after", live,
+		"bytes_freed", freed-m.log.Stats().Bytes)
+	return nil
+}
+
+// appendAll appends the whole live set to l (the caller holds m.mu or is
+// alone) and returns a wait for its completions.
+func (m *Meta) appendAll(l *segment.Log) (wait func() error) {
 	var b segment.BatchBuilder
 	var pending []error
 	var mu sync.Mutex
@@ -162,6 +217,9 @@ func (m *Meta) writeAll(l *segment.Log) error {
 		b.Reset()
 		return nil
 	}
+	fail := func(err error) func() error {
+		return func() error { wg.Wait(); return err }
+	}
 	b.Reset()
 	nss := make([]string, 0, len(m.data))
 	for ns := range m.data {
@@ -173,21 +231,23 @@ func (m *Meta) writeAll(l *segment.Log) error {
 			b.Add(0, []byte(ns+"\x00"+key), v, nil)
 			if b.Len() >= 512 {
 				if err := flush(); err != nil {
-					return err
+					return fail(err)
 				}
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return err
+		return fail(err)
 	}
-	wg.Wait()
-	for _, err := range pending {
-		if err != nil {
-			return err
+	return func() error {
+		wg.Wait()
+		for _, err := range pending {
+			if err != nil {
+				return err
+			}
 		}
+		return nil
 	}
-	return nil
 }
 
 // doneFunc adapts a func to segment.Completer.

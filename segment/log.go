@@ -516,6 +516,31 @@ func (l *Log) startFlushLocked(s *segment) {
 	})
 }
 
+// SyncFrom fdatasyncs every segment holding offsets at or after from and
+// returns once they are durable. Under flush=async a completed append is
+// only written; a caller about to act on its durability (the metadata
+// catalog moving its start past a snapshot it just wrote) syncs first.
+func (l *Log) SyncFrom(from int64) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrLogClosed
+	}
+	segs := append([]*segment(nil), l.segs[max(l.segmentForLocked(from), 0):]...)
+	for _, s := range segs {
+		s.refs.Add(1)
+	}
+	l.mu.Unlock()
+	var firstErr error
+	for _, s := range segs {
+		if err := fdatasync(int(s.file.Fd())); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("segment: sync %s: %w", s.path, err)
+		}
+		s.release()
+	}
+	return firstErr
+}
+
 // fdatasync retries EINTR.
 func fdatasync(fd int) error {
 	for {
