@@ -7,6 +7,7 @@ import (
 	"quartet/engine"
 	"quartet/netpoll"
 	"quartet/segment"
+	"quartet/wire/mqtt"
 )
 
 // registerEngineMetrics exposes the engine's and the writer's counters.
@@ -106,4 +107,23 @@ func fsyncHistogram(x segment.WriterExtStats, w segment.WriterStats) metrics.His
 	h.Counts = append(h.Counts, x.FsyncLatency[len(x.FsyncLatency)-1])
 	h.Sum = w.FsyncTimeTotal.Seconds()
 	return h
+}
+
+// registerMQTTMetrics exposes what the MQTT server counts beyond messages
+// in and out: messages it dropped (QoS 0 above a slow subscriber's
+// high-water mark, session queue overflows), shared-subscription handovers,
+// publisher pauses, expired messages, wills and protocol errors.
+func registerMQTTMetrics(reg *metrics.Registry, srv *mqtt.Server) {
+	if srv == nil {
+		return
+	}
+	reg.Register(func(e *metrics.Emitter) {
+		st := srv.Stats()
+		e.Counter("quartet_mqtt_dropped_total", "Messages dropped: QoS 0 to slow subscribers and session queue overflows.", float64(st.Dropped.Load()))
+		e.Counter("quartet_mqtt_shared_handovers_total", "Shared-subscription messages a member could not take, given to another member.", float64(st.SharedHandovers.Load()))
+		e.Counter("quartet_mqtt_publisher_pauses_total", "Publishers paused by a deep session queue.", float64(st.PublisherPauses.Load()))
+		e.Counter("quartet_mqtt_expired_messages_total", "Messages whose MQTT 5 message expiry passed before delivery.", float64(st.ExpiredMessages.Load()))
+		e.Counter("quartet_mqtt_wills_published_total", "Will messages published.", float64(st.WillsPublished.Load()))
+		e.Counter("quartet_mqtt_protocol_errors_total", "Connections closed for a protocol violation.", float64(st.ProtocolErrors.Load()))
+	})
 }

@@ -101,6 +101,7 @@ func startProtocols(eng *engine.Engine, cfg *Config, logger *slog.Logger) (*prot
 		}
 		p.closers = append(p.closers, srv.Close)
 		p.countMessages("mqtt", srv, logger)
+		p.mqtt = srv
 		for _, l := range []struct {
 			name string
 			l    Listener

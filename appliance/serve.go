@@ -15,6 +15,7 @@ import (
 	"quartet/engine"
 	"quartet/netpoll"
 	"quartet/segment"
+	"quartet/wire/mqtt"
 )
 
 // Serve runs the appliance until ctx is cancelled: it opens the engine over
@@ -50,6 +51,7 @@ func Serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	registerMessageMetrics(reg, protos.counted)
+	registerMQTTMetrics(reg, protos.mqtt)
 	var np *netpoll.Server
 	closeAll := func() {
 		if np != nil {
@@ -143,6 +145,7 @@ type protocolSet struct {
 	closers   []func() error
 	onBound   []func(bound map[string]string)
 	counted   []countedServer // servers with MessageCounts, for /metrics
+	mqtt      *mqtt.Server    // for its own counters on /metrics (nil: not served)
 	// onMemoryAlarm hears when the bytes buffered by all connections cross
 	// the memory high-water mark (on) and fall below the low one (off).
 	onMemoryAlarm []func(on bool)
