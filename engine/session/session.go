@@ -138,12 +138,25 @@ func (s *Session) growQ() {
 // returns how many: a session going offline keeps only QoS 1/2, as
 // Mosquitto does by default. Caller holds the lock.
 func (s *Session) DropQoS0() int {
-	kept, dropped := 0, 0
+	dropped := 0
+	s.removeQueued(func(e Entry) bool {
+		if e.QoS != 0 {
+			return false
+		}
+		e.Msg.Release()
+		dropped++
+		return true
+	})
+	return dropped
+}
+
+// removeQueued removes the queued entries for which take returns true,
+// keeping the others in order. Caller holds the lock.
+func (s *Session) removeQueued(take func(e Entry) bool) {
+	kept := 0
 	for i := 0; i < s.qLen; i++ {
 		e := s.q[(s.qHead+i)%len(s.q)]
-		if e.QoS == 0 {
-			e.Msg.Release()
-			dropped++
+		if take(e) {
 			continue
 		}
 		s.q[(s.qHead+kept)%len(s.q)] = e
@@ -153,7 +166,6 @@ func (s *Session) DropQoS0() int {
 		s.q[(s.qHead+i)%len(s.q)] = Entry{}
 	}
 	s.qLen = kept
-	return dropped
 }
 
 // QueueLen is the number of queued entries.
@@ -291,20 +303,13 @@ func (s *Session) Released(id uint16) bool {
 // references pass to the caller; Stored tells what is durable. Caller
 // holds the lock.
 func (s *Session) TakeShared(dst []Inflight, want func(share string) bool) []Inflight {
-	kept := 0
-	for i := 0; i < s.qLen; i++ {
-		e := s.q[(s.qHead+i)%len(s.q)]
+	s.removeQueued(func(e Entry) bool {
 		if e.Share != "" && e.QoS > 0 && want(e.Share) {
 			dst = append(dst, Inflight{Entry: e})
-			continue
+			return true
 		}
-		s.q[(s.qHead+kept)%len(s.q)] = e
-		kept++
-	}
-	for i := kept; i < s.qLen; i++ {
-		s.q[(s.qHead+i)%len(s.q)] = Entry{}
-	}
-	s.qLen = kept
+		return false
+	})
 	for i := 0; i < s.infLen; i++ {
 		f := &s.inf[(s.infHead+i)%len(s.inf)]
 		if f.done || f.QoS != 1 || f.Share == "" || !want(f.Share) {

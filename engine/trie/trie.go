@@ -141,21 +141,9 @@ func (t *Trie[S]) Unsubscribe(filter string, s S) bool {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := &t.root
-	for {
-		i := strings.IndexByte(f, '/')
-		level := f
-		if i >= 0 {
-			level = f[:i]
-		}
-		n = n.children[level]
-		if n == nil {
-			return false
-		}
-		if i < 0 {
-			break
-		}
-		f = f[i+1:]
+	n := t.lookupLocked(f)
+	if n == nil {
+		return false
 	}
 	found := false
 	if shared {
@@ -206,6 +194,17 @@ func (t *Trie[S]) Members(filter string, dst []Sub[S]) []Sub[S] {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	if n := t.lookupLocked(f); n != nil {
+		if g := n.shared[grp]; g != nil {
+			dst = append(dst, g.members...)
+		}
+	}
+	return dst
+}
+
+// lookupLocked returns the node of filter f (levels matched literally, as
+// subscriptions are stored), or nil if none.
+func (t *Trie[S]) lookupLocked(f string) *node[S] {
 	n := &t.root
 	for {
 		i := strings.IndexByte(f, '/')
@@ -213,18 +212,11 @@ func (t *Trie[S]) Members(filter string, dst []Sub[S]) []Sub[S] {
 		if i >= 0 {
 			level = f[:i]
 		}
-		if n = n.children[level]; n == nil {
-			return dst
-		}
-		if i < 0 {
-			break
+		if n = n.children[level]; n == nil || i < 0 {
+			return n
 		}
 		f = f[i+1:]
 	}
-	if g := n.shared[grp]; g != nil {
-		dst = append(dst, g.members...)
-	}
-	return dst
 }
 
 // Count is the number of subscriptions held.
