@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 )
 
@@ -16,7 +17,8 @@ import (
 //
 //	flock /tmp/bench.lock go test -run '^$' -bench BenchmarkWriteFile -count 5 -benchtime 2000x ./netpoll/
 //
-// (NETPOLL_BENCH_NOBATCH=1: with Config.NoBatchedWrites.)
+// (NETPOLL_BENCH_NOBATCH=1: with Config.NoBatchedWrites; NETPOLL_BENCH_SNDBUF=n:
+// Config.SocketSendBufferBytes = n.)
 func BenchmarkWriteFile(b *testing.B) {
 	for _, size := range []int{4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20} {
 		for _, mode := range []string{"sendfile", "copy"} {
@@ -24,6 +26,7 @@ func BenchmarkWriteFile(b *testing.B) {
 				f := makeTestFile(b, size)
 				h := &testHandler{file: f}
 				cfg := Config{Loops: 1, CopyThresholdBytes: -1, NoBatchedWrites: os.Getenv("NETPOLL_BENCH_NOBATCH") != ""}
+				cfg.SocketSendBufferBytes, _ = strconv.Atoi(os.Getenv("NETPOLL_BENCH_SNDBUF"))
 				if mode == "copy" {
 					cfg.CopyThresholdBytes = 1 << 40
 				}
