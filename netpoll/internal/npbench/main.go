@@ -4,6 +4,7 @@
 //	npbench -mode server -impl gnet|goroutine [-listeners N] [-per-listener] [-loops N]
 //	npbench -mode load -addrs a,b -conns N -dur 5s [-size 64]
 //	npbench -mode idle -addrs a -conns N
+//	npbench -mode server -impl gnet -file N [-copy-threshold T]; npbench -mode fetch -addrs a -size N -dur 2s
 //
 // The server prints "ADDRS a,b,..." and serves until SIGTERM; on SIGUSR1 it
 // returns freed memory to the OS (so /proc/PID/status VmRSS shows what it
@@ -52,6 +53,8 @@ func main() {
 	cpuprof := flag.String("cpuprofile", "", "write a CPU profile (server) to this file")
 	tick := flag.Duration("tick", 0, "netpoll timer tick (server, gnet; 0: default)")
 	noYield := flag.Bool("noyield", false, "gnet loops do not yield to the scheduler (Config.NoLoopYield)")
+	fileBytes := flag.Int("file", 0, "server: serve 'F' requests (u64 offset, u64 length) from a temporary file of this many bytes with WriteFile")
+	copyThreshold := flag.Int("copy-threshold", 0, "server: Config.CopyThresholdBytes (0: default; -1: always sendfile)")
 	noBatch := flag.Bool("nobatch", false, "gnet loops write each connection at the end of its read (Config.NoBatchedWrites)")
 	flag.Parse()
 	if *cpuprof != "" {
@@ -63,7 +66,8 @@ func main() {
 	raiseNofile()
 	switch *mode {
 	case "server":
-		server(*impl, *listeners, *perListener, *loops, *lock, *tick, *noYield, *noBatch)
+		fileSrv = *fileBytes
+		server(*impl, *listeners, *perListener, *loops, *lock, *tick, *noYield, *noBatch, *copyThreshold)
 	case "load":
 		switch *client {
 		case "uring":
@@ -78,6 +82,8 @@ func main() {
 		}
 	case "idle":
 		idle(strings.Split(*addrs, ","), *conns)
+	case "fetch":
+		fetch(*addrs, *size, *dur)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode")
 		os.Exit(2)
@@ -99,22 +105,76 @@ type handler struct{}
 
 func (handler) OnOpen(c netpoll.Conn) any { return nil }
 func (handler) OnFrame(c netpoll.Conn, f []byte) error {
+	if p := f[4:]; fileF != nil && len(p) == 17 && p[0] == 'F' {
+		off := int64(binary.BigEndian.Uint64(p[1:]))
+		n := int64(binary.BigEndian.Uint64(p[9:]))
+		var hdr [4]byte
+		binary.BigEndian.PutUint32(hdr[:], uint32(n))
+		c.WriteFile(hdr[:], fileF, off, n, nil)
+		return nil
+	}
 	echo(f, c.Write)
 	return nil
 }
+
+// fileSrv (-file) is the size of the file 'F' requests are served from.
+var (
+	fileSrv int
+	fileF   *os.File
+)
+
+// fetch: one connection asks for the first size bytes of the server's
+// file, reads the whole response, repeats; prints MB/s as JSON.
+func fetch(addr string, size int, dur time.Duration) {
+	c, err := net.Dial("tcp", addr)
+	check(err)
+	defer c.Close()
+	p := make([]byte, 17)
+	p[0] = 'F'
+	binary.BigEndian.PutUint64(p[9:], uint64(size))
+	req := make([]byte, 4+len(p))
+	binary.BigEndian.PutUint32(req, uint32(len(p)))
+	copy(req[4:], p)
+	resp := make([]byte, 4+size)
+	var n int64
+	t0 := time.Now()
+	for time.Since(t0) < dur {
+		if _, err := c.Write(req); err != nil {
+			check(err)
+		}
+		if _, err := io.ReadFull(c, resp); err != nil {
+			check(err)
+		}
+		n++
+	}
+	el := time.Since(t0).Seconds()
+	check(json.NewEncoder(os.Stdout).Encode(map[string]float64{"fetches": float64(n), "mb_per_s": float64(n) * float64(size) / el / 1e6}))
+}
 func (handler) OnClose(netpoll.Conn, error) {}
 
-func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration, noYield, noBatch bool) {
+func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration, noYield, noBatch bool, copyThreshold int) {
 	var addrs []string
 	var stop func()
 	switch impl {
 	case "gnet":
+		if fileSrv > 0 {
+			f, err := os.CreateTemp("", "npbench-file")
+			check(err)
+			defer os.Remove(f.Name())
+			b := make([]byte, fileSrv)
+			for i := range b {
+				b[i] = byte(i)
+			}
+			_, err = f.Write(b)
+			check(err)
+			fileF = f
+		}
 		p := &netpoll.Protocol{Name: "bench", Framer: netpoll.LengthPrefixed32(1 << 20), FrameBytesMax: 1 << 20, Handler: handler{}}
 		var ls []netpoll.Listener
 		for i := 0; i < n; i++ {
 			ls = append(ls, netpoll.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", 0), Protocol: p})
 		}
-		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick, NoLoopYield: noYield, NoBatchedWrites: noBatch,
+		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick, NoLoopYield: noYield, NoBatchedWrites: noBatch, CopyThresholdBytes: copyThreshold,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, ls)
 		check(err)
 		check(srv.Start())
