@@ -8,7 +8,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
-	"quartet/netpoll/internal/uring"
+	"quartet/internal/uring"
 )
 
 // Batched writes (gnet transport). A loop under load is handed many ready
@@ -73,7 +73,7 @@ type writeBatch struct {
 }
 
 func newWriteBatch(lp *loopState, el gnet.EventLoop, log *slog.Logger) (*writeBatch, error) {
-	r, err := uring.New(batchSQEs)
+	r, err := uring.NewShared(batchSQEs)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +238,7 @@ func (wb *writeBatch) results(n int) []int32 {
 	wb.res = res
 	got := 0
 	for got < n {
-		err := wb.ring.Submit(uint32(n - got))
+		_, err := wb.ring.Submit(uint32(n - got))
 		for cqe := wb.ring.PeekCQE(); cqe != nil; cqe = wb.ring.PeekCQE() {
 			if i := int(cqe.UserData); i < n {
 				res[i] = cqe.Res

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"quartet/netpoll/internal/uring"
+	"quartet/internal/uring"
 )
 
 // loadUring is loadEpoll with the per-connection system calls batched: each
@@ -29,7 +29,7 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 		got  int
 		sent int64
 	}
-	probe, err := uring.New(8)
+	probe, err := uring.NewShared(8)
 	if err != nil {
 		return false
 	}
@@ -49,7 +49,7 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 		go func(th int) {
 			defer wg.Done()
 			const batchMax = 256
-			ring, err := uring.New(2 * batchMax)
+			ring, err := uring.NewShared(2 * batchMax)
 			check(err)
 			defer ring.Close()
 			ep, err := unix.EpollCreate1(0)
@@ -114,7 +114,7 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 				for i, ev := range events[:k] {
 					ring.GetSQE().PrepRecv(int(ev.Fd), bufs[i*bufLen:(i+1)*bufLen], 0, uint64(ev.Fd))
 				}
-				if err := ring.Submit(uint32(k)); err != nil {
+				if _, err := ring.Submit(uint32(k)); err != nil {
 					check(err)
 				}
 				sends := uint32(0)
@@ -145,7 +145,7 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 				if sends == 0 {
 					continue
 				}
-				if err := ring.Submit(sends); err != nil {
+				if _, err := ring.Submit(sends); err != nil {
 					check(err)
 				}
 				for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
