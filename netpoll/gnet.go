@@ -361,12 +361,24 @@ func (t *gnetTransport) send(bufs [][]byte) {
 	}
 }
 
-// write hands bufs to gnet (which copies what the socket does not take).
+// iovMax is IOV_MAX: writev(2) and sendmsg(2) refuse more buffers (EINVAL,
+// EMSGSIZE), and gnet would close the connection with that error.
+const iovMax = 1024
+
+// write hands bufs to gnet (which copies what the socket does not take), at
+// most iovMax per call. Once one call leaves bytes buffered, gnet appends
+// the following calls' behind them, so the order holds.
 func (t *gnetTransport) write(bufs [][]byte) {
 	if len(bufs) == 1 {
 		_, _ = t.gc.Write(bufs[0])
-	} else {
-		_, _ = t.gc.Writev(bufs)
+		return
+	}
+	for len(bufs) > 0 {
+		n := min(len(bufs), iovMax)
+		if _, err := t.gc.Writev(bufs[:n]); err != nil {
+			return // gnet closes the connection
+		}
+		bufs = bufs[n:]
 	}
 }
 

@@ -188,7 +188,7 @@ func (wb *writeBatch) submit() {
 		m := &msgs[0]
 		msgs = msgs[1:]
 		*m = unix.Msghdr{Iov: &iovs[0]}
-		m.SetIovlen(p.hi - p.lo)
+		m.SetIovlen(min(p.hi-p.lo, iovMax)) // the rest goes to write below
 		for _, b := range wb.bufs[p.lo:p.hi] {
 			iovs[0] = unix.Iovec{Base: &b[0]}
 			iovs[0].SetLen(len(b))
