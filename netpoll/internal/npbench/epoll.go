@@ -20,11 +20,6 @@ import (
 // less CPU than a goroutine per connection, so on a 2-core machine the
 // server, not the client, is what limits the rate.
 func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size int) {
-	type cstate struct {
-		fd   int
-		got  int
-		sent int64
-	}
 	respLen := 4 + size
 	req := make([]byte, 4+size)
 	binary.BigEndian.PutUint32(req, uint32(size))
@@ -42,41 +37,11 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 			ep, err := unix.EpollCreate1(0)
 			check(err)
 			defer unix.Close(ep)
-			var states []*cstate // by fd: no map lookup per event
-			for i := th; i < conns; i += threads {
-				ta, err := net.ResolveTCPAddr("tcp", addrs[i%len(addrs)])
-				check(err)
-				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-				check(err)
-				sa := &unix.SockaddrInet4{Port: ta.Port}
-				copy(sa.Addr[:], ta.IP.To4())
-				check(unix.Connect(fd, sa))
-				_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-				check(unix.SetNonblock(fd, true))
-				check(unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}))
-				for len(states) <= fd {
-					states = append(states, nil)
-				}
-				states[fd] = &cstate{fd: fd}
-			}
-			defer func() {
-				for _, s := range states {
-					if s != nil {
-						unix.Close(s.fd)
-					}
-				}
-			}()
+			states := dialConns(ep, th, threads, conns, addrs)
+			defer closeConns(states)
 			lat := make([]int64, 0, 1<<16)
-			var n, e int64
-			for _, s := range states {
-				if s == nil {
-					continue
-				}
-				s.sent = time.Now().UnixNano()
-				if _, err := unix.Write(s.fd, req); err != nil {
-					e++
-				}
-			}
+			var n int64
+			e := sendFirst(states, req)
 			events := make([]unix.EpollEvent, 256)
 			buf := make([]byte, 64<<10)
 			from, to := measureFrom.UnixNano(), measureTo.UnixNano()
@@ -151,3 +116,59 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 }
 
 var _ = strconv.Itoa
+
+// cstate is one load-generator connection: bytes of the response read so
+// far and when its request was sent.
+type cstate struct {
+	fd   int
+	got  int
+	sent int64
+}
+
+// dialConns connects this thread's share of the conns (every threads-th
+// from th) to addrs in turn, non-blocking with TCP_NODELAY, registered for
+// EPOLLIN on ep, and returns their states indexed by fd (no map lookup per
+// event).
+func dialConns(ep, th, threads, conns int, addrs []string) []*cstate {
+	var states []*cstate
+	for i := th; i < conns; i += threads {
+		ta, err := net.ResolveTCPAddr("tcp", addrs[i%len(addrs)])
+		check(err)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		check(err)
+		sa := &unix.SockaddrInet4{Port: ta.Port}
+		copy(sa.Addr[:], ta.IP.To4())
+		check(unix.Connect(fd, sa))
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		check(unix.SetNonblock(fd, true))
+		check(unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}))
+		for len(states) <= fd {
+			states = append(states, nil)
+		}
+		states[fd] = &cstate{fd: fd}
+	}
+	return states
+}
+
+func closeConns(states []*cstate) {
+	for _, s := range states {
+		if s != nil {
+			unix.Close(s.fd)
+		}
+	}
+}
+
+// sendFirst sends every connection its first request and returns the
+// number of failed writes.
+func sendFirst(states []*cstate, req []byte) (errs int64) {
+	for _, s := range states {
+		if s == nil {
+			continue
+		}
+		s.sent = time.Now().UnixNano()
+		if _, err := unix.Write(s.fd, req); err != nil {
+			errs++
+		}
+	}
+	return errs
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
-	"net"
 	"os"
 	"runtime"
 	"sort"
@@ -24,11 +23,6 @@ import (
 // of ~2.1, so it takes less of the CPU the server shares with it.
 // It returns false if io_uring is unavailable.
 func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size int) bool {
-	type cstate struct {
-		fd   int
-		got  int
-		sent int64
-	}
 	probe, err := uring.NewShared(8)
 	if err != nil {
 		return false
@@ -55,41 +49,11 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 			ep, err := unix.EpollCreate1(0)
 			check(err)
 			defer unix.Close(ep)
-			var states []*cstate // by fd
-			for i := th; i < conns; i += threads {
-				ta, err := net.ResolveTCPAddr("tcp", addrs[i%len(addrs)])
-				check(err)
-				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-				check(err)
-				sa := &unix.SockaddrInet4{Port: ta.Port}
-				copy(sa.Addr[:], ta.IP.To4())
-				check(unix.Connect(fd, sa))
-				_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-				check(unix.SetNonblock(fd, true))
-				check(unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}))
-				for len(states) <= fd {
-					states = append(states, nil)
-				}
-				states[fd] = &cstate{fd: fd}
-			}
-			defer func() {
-				for _, s := range states {
-					if s != nil {
-						unix.Close(s.fd)
-					}
-				}
-			}()
+			states := dialConns(ep, th, threads, conns, addrs)
+			defer closeConns(states)
 			lat := make([]int64, 0, 1<<16)
-			var n, e int64
-			for _, s := range states {
-				if s == nil {
-					continue
-				}
-				s.sent = time.Now().UnixNano()
-				if _, err := unix.Write(s.fd, req); err != nil {
-					e++
-				}
-			}
+			var n int64
+			e := sendFirst(states, req)
 			events := make([]unix.EpollEvent, batchMax)
 			bufLen := max(4096, respLen)
 			bufs := make([]byte, batchMax*bufLen) // one receive buffer per event slot
