@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -96,26 +95,8 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 		}(th)
 	}
 	wg.Wait()
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	pct := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / 1e3
-	}
-	res := loadResult{Conns: conns, RoundTrips: total, Seconds: dur.Seconds(),
-		PerSec: float64(total) / dur.Seconds(), P50Micros: pct(0.5), P99Micros: pct(0.99), Errors: errs}
-	if len(all) > 0 {
-		res.MaxMicros = float64(all[len(all)-1]) / 1e3
-	}
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
-		res.CPUSeconds = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-	}
-	check(json.NewEncoder(os.Stdout).Encode(res))
+	reportLoad(loadResult{Conns: conns, RoundTrips: total, Seconds: dur.Seconds(), Errors: errs}, all)
 }
-
-var _ = strconv.Itoa
 
 // cstate is one load-generator connection: bytes of the response read so
 // far and when its request was sent.
@@ -171,4 +152,26 @@ func sendFirst(states []*cstate, req []byte) (errs int64) {
 		}
 	}
 	return errs
+}
+
+// reportLoad completes res (rate, latency percentiles of all, in
+// nanoseconds and sorted here, and this process's CPU) and prints it as JSON.
+func reportLoad(res loadResult, all []int64) {
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / 1e3
+	}
+	res.PerSec = float64(res.RoundTrips) / res.Seconds
+	res.P50Micros, res.P99Micros = pct(0.5), pct(0.99)
+	if len(all) > 0 {
+		res.MaxMicros = float64(all[len(all)-1]) / 1e3
+	}
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
+		res.CPUSeconds = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	check(json.NewEncoder(os.Stdout).Encode(res))
 }

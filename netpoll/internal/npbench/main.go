@@ -26,7 +26,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -327,20 +326,8 @@ func load(addrs []string, conns int, dur, warm time.Duration, size int) {
 	for _, l := range lats {
 		all = append(all, l...)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	pct := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / 1e3
-	}
-	res := loadResult{Conns: conns, RoundTrips: total.Load(), Seconds: el.Seconds(),
-		PerSec: float64(total.Load()) / el.Seconds(), P50Micros: pct(0.5), P99Micros: pct(0.99),
-		Errors: errs.Load(), ConnectFails: cfail.Load()}
-	if len(all) > 0 {
-		res.MaxMicros = float64(all[len(all)-1]) / 1e3
-	}
-	check(json.NewEncoder(os.Stdout).Encode(res))
+	reportLoad(loadResult{Conns: conns, RoundTrips: total.Load(), Seconds: el.Seconds(),
+		Errors: errs.Load(), ConnectFails: cfail.Load()}, all)
 }
 
 // idle opens conns connections, does one round trip on each, prints READY

@@ -2,10 +2,7 @@ package main
 
 import (
 	"encoding/binary"
-	"encoding/json"
-	"os"
 	"runtime"
-	"sort"
 	"sync"
 	"time"
 
@@ -129,22 +126,6 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 		}(th)
 	}
 	wg.Wait()
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	pct := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / 1e3
-	}
-	res := loadResult{Conns: conns, RoundTrips: total, Seconds: dur.Seconds(),
-		PerSec: float64(total) / dur.Seconds(), P50Micros: pct(0.5), P99Micros: pct(0.99), Errors: errs}
-	if len(all) > 0 {
-		res.MaxMicros = float64(all[len(all)-1]) / 1e3
-	}
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
-		res.CPUSeconds = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-	}
-	check(json.NewEncoder(os.Stdout).Encode(res))
+	reportLoad(loadResult{Conns: conns, RoundTrips: total, Seconds: dur.Seconds(), Errors: errs}, all)
 	return true
 }
