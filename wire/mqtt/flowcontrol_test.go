@@ -1,8 +1,11 @@
 package mqtt
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 
 	"quartet/netpoll"
 )
@@ -108,5 +111,42 @@ func TestIdleSubscriberIsNotStalled(t *testing.T) {
 	ss.Unlock()
 	if want := 128 + int(srv.publishCredit()); !pub.paused || q != want {
 		t.Fatalf("paused %v with %d queued, want paused with %d", pub.paused, q, want)
+	}
+}
+
+// With a queue bound below the default high-water mark (QueueMessagesMax
+// 16), a slow but live QoS 1 subscriber still loses nothing: the publisher
+// pauses at half the bound instead of the queue overflowing. (Before the
+// high-water mark was clamped, the queue filled to 16 and dropped.)
+func TestSmallQueueBoundIsLossless(t *testing.T) {
+	const n = 200
+	b := startBroker(t, t.TempDir(), Config{InflightMessagesMax: 2, QueueMessagesMax: 16})
+	got := make(chan string, n)
+	sub := connect3(t, b.addr, "small-q-sub", true, nil, nil)
+	wait(t, sub.Subscribe("smallq/#", 1, func(_ paho3.Client, m paho3.Message) {
+		time.Sleep(2 * time.Millisecond) // slow, but well inside the stall timeout
+		got <- string(m.Payload())
+	}))
+	pub := connect3(t, b.addr, "small-q-pub", true, nil, nil)
+	toks := make([]paho3.Token, n)
+	for i := range n {
+		toks[i] = pub.Publish("smallq/x", 1, false, fmt.Sprint("m", i))
+	}
+	for _, tok := range toks {
+		if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		select {
+		case p := <-got:
+			seen[p] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("subscriber got %d of %d, dropped %d", len(seen), n, b.srv.stats.Dropped.Load())
+		}
+	}
+	if d := b.srv.stats.Dropped.Load(); d != 0 {
+		t.Fatalf("%d dropped", d)
 	}
 }

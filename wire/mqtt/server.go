@@ -47,7 +47,8 @@ type Config struct {
 	// drained to half (lossless flow control to a slow but live
 	// subscriber). Messages waiting here add to publish-to-deliver latency
 	// without adding throughput once the subscriber's window is full
-	// (0: 32).
+	// (0: 32). It is kept at most half of QueueMessagesMax, so a publisher
+	// pauses before a live subscriber's queue can overflow.
 	QueueHighMessages int
 	// StallTimeout: a session whose connection took nothing for this long
 	// no longer pauses publishers; its queue fills to QueueMessagesMax and
@@ -102,6 +103,7 @@ func (c *Config) setDefaults() {
 	if c.QueueHighMessages <= 0 {
 		c.QueueHighMessages = 32
 	}
+	c.QueueHighMessages = max(1, min(c.QueueHighMessages, c.QueueMessagesMax/2))
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = time.Second
 	}
