@@ -22,80 +22,65 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 	respLen := 4 + size
 	req := make([]byte, 4+size)
 	binary.BigEndian.PutUint32(req, uint32(size))
-	start := time.Now()
-	measureFrom := start.Add(warm)
+	measureFrom := time.Now().Add(warm)
 	measureTo := measureFrom.Add(dur)
-	var mu sync.Mutex
-	var all []int64
-	var total, errs int64
-	var wg sync.WaitGroup
-	for th := 0; th < threads; th++ {
-		wg.Add(1)
-		go func(th int) {
-			defer wg.Done()
-			ep, err := unix.EpollCreate1(0)
-			check(err)
-			defer unix.Close(ep)
-			states := dialConns(ep, th, threads, conns, addrs)
-			defer closeConns(states)
-			lat := make([]int64, 0, 1<<16)
-			var n int64
-			e := sendFirst(states, req)
-			events := make([]unix.EpollEvent, 256)
-			buf := make([]byte, 64<<10)
-			from, to := measureFrom.UnixNano(), measureTo.UnixNano()
-			lastYield := int64(0)
-			for {
-				k, err := unix.EpollWait(ep, events, 100)
-				if err != nil && err != unix.EINTR {
-					check(err)
-				}
-				now := time.Now().UnixNano()
-				if now > to {
-					break
-				}
-				// Pass through the scheduler now and then, as netpoll's
-				// loops do: a goroutine that never parks is preempted by
-				// sysmon every 10 ms, which then polls every 20 µs.
-				if now-lastYield > 2e6 {
-					lastYield = now
-					runtime.Gosched()
-				}
-				for _, ev := range events[:max(k, 0)] {
-					s := states[int(ev.Fd)]
-					r, err := unix.Read(s.fd, buf)
-					if r <= 0 {
-						if err == unix.EAGAIN {
-							continue
-						}
-						e++
-						unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
+	runLoad(conns, threads, dur, func(th int) ([]int64, int64, int64) {
+		ep, err := unix.EpollCreate1(0)
+		check(err)
+		defer unix.Close(ep)
+		states := dialConns(ep, th, threads, conns, addrs)
+		defer closeConns(states)
+		lat := make([]int64, 0, 1<<16)
+		var n int64
+		e := sendFirst(states, req)
+		events := make([]unix.EpollEvent, 256)
+		buf := make([]byte, 64<<10)
+		from, to := measureFrom.UnixNano(), measureTo.UnixNano()
+		lastYield := int64(0)
+		for {
+			k, err := unix.EpollWait(ep, events, 100)
+			if err != nil && err != unix.EINTR {
+				check(err)
+			}
+			now := time.Now().UnixNano()
+			if now > to {
+				break
+			}
+			// Pass through the scheduler now and then, as netpoll's
+			// loops do: a goroutine that never parks is preempted by
+			// sysmon every 10 ms, which then polls every 20 µs.
+			if now-lastYield > 2e6 {
+				lastYield = now
+				runtime.Gosched()
+			}
+			for _, ev := range events[:max(k, 0)] {
+				s := states[int(ev.Fd)]
+				r, err := unix.Read(s.fd, buf)
+				if r <= 0 {
+					if err == unix.EAGAIN {
 						continue
 					}
-					s.got += r
-					if s.got < respLen {
-						continue
-					}
-					s.got -= respLen
-					if s.sent >= from && now <= to {
-						n++
-						lat = append(lat, now-s.sent)
-					}
-					s.sent = now // one clock read per round trip
-					if _, err := unix.Write(s.fd, req); err != nil {
-						e++
-					}
+					e++
+					unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
+					continue
+				}
+				s.got += r
+				if s.got < respLen {
+					continue
+				}
+				s.got -= respLen
+				if s.sent >= from && now <= to {
+					n++
+					lat = append(lat, now-s.sent)
+				}
+				s.sent = now // one clock read per round trip
+				if _, err := unix.Write(s.fd, req); err != nil {
+					e++
 				}
 			}
-			mu.Lock()
-			all = append(all, lat...)
-			total += n
-			errs += e
-			mu.Unlock()
-		}(th)
-	}
-	wg.Wait()
-	reportLoad(loadResult{Conns: conns, RoundTrips: total, Seconds: dur.Seconds(), Errors: errs}, all)
+		}
+		return lat, n, e
+	})
 }
 
 // cstate is one load-generator connection: bytes of the response read so
@@ -152,6 +137,29 @@ func sendFirst(states []*cstate, req []byte) (errs int64) {
 		}
 	}
 	return errs
+}
+
+// runLoad runs worker once per thread, each returning the latencies it
+// measured (ns), its round trips and its errors, and reports them merged.
+func runLoad(conns, threads int, dur time.Duration, worker func(th int) (lat []int64, n, errs int64)) {
+	var mu sync.Mutex
+	var all []int64
+	var total, errs int64
+	var wg sync.WaitGroup
+	for th := range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat, n, e := worker(th)
+			mu.Lock()
+			all = append(all, lat...)
+			total += n
+			errs += e
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	reportLoad(loadResult{Conns: conns, RoundTrips: total, Seconds: dur.Seconds(), Errors: errs}, all)
 }
 
 // reportLoad completes res (rate, latency percentiles of all, in

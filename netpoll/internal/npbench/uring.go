@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/binary"
 	"runtime"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,104 +27,89 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 	respLen := 4 + size
 	req := make([]byte, 4+size)
 	binary.BigEndian.PutUint32(req, uint32(size))
-	start := time.Now()
-	measureFrom := start.Add(warm)
+	measureFrom := time.Now().Add(warm)
 	measureTo := measureFrom.Add(dur)
-	var mu sync.Mutex
-	var all []int64
-	var total, errs int64
-	var wg sync.WaitGroup
-	for th := 0; th < threads; th++ {
-		wg.Add(1)
-		go func(th int) {
-			defer wg.Done()
-			const batchMax = 256
-			ring, err := uring.NewShared(2 * batchMax)
-			check(err)
-			defer ring.Close()
-			ep, err := unix.EpollCreate1(0)
-			check(err)
-			defer unix.Close(ep)
-			states := dialConns(ep, th, threads, conns, addrs)
-			defer closeConns(states)
-			lat := make([]int64, 0, 1<<16)
-			var n int64
-			e := sendFirst(states, req)
-			events := make([]unix.EpollEvent, batchMax)
-			bufLen := max(4096, respLen)
-			bufs := make([]byte, batchMax*bufLen) // one receive buffer per event slot
-			from, to := measureFrom.UnixNano(), measureTo.UnixNano()
-			lastYield := int64(0)
-			for {
-				k, err := unix.EpollWait(ep, events, 100)
-				if err != nil && err != unix.EINTR {
-					check(err)
-				}
-				now := time.Now().UnixNano()
-				if now > to {
-					break
-				}
-				if now-lastYield > 2e6 { // as in loadEpoll
-					lastYield = now
-					runtime.Gosched()
-				}
-				if k <= 0 {
-					continue
-				}
-				for i, ev := range events[:k] {
-					ring.GetSQE().PrepRecv(int(ev.Fd), bufs[i*bufLen:(i+1)*bufLen], 0, uint64(ev.Fd))
-				}
-				if _, err := ring.Submit(uint32(k)); err != nil {
-					check(err)
-				}
-				sends := uint32(0)
-				for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
-					s, r := states[int(cqe.UserData)], int(cqe.Res)
-					ring.Advance(1)
-					if r <= 0 {
-						if r == -int(unix.EAGAIN) {
-							continue
-						}
-						e++
-						unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
-						continue
-					}
-					s.got += r
-					if s.got < respLen {
-						continue
-					}
-					s.got -= respLen
-					if s.sent >= from && now <= to {
-						n++
-						lat = append(lat, now-s.sent)
-					}
-					s.sent = now
-					ring.GetSQE().PrepSend(s.fd, req, unix.MSG_NOSIGNAL, uint64(s.fd))
-					sends++
-				}
-				if sends == 0 {
-					continue
-				}
-				if _, err := ring.Submit(sends); err != nil {
-					check(err)
-				}
-				for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
-					if int(cqe.Res) != len(req) {
-						e++ // the socket always has room for one small request
-					}
-					ring.Advance(1)
-				}
+	runLoad(conns, threads, dur, func(th int) ([]int64, int64, int64) {
+		const batchMax = 256
+		ring, err := uring.NewShared(2 * batchMax)
+		check(err)
+		defer ring.Close()
+		ep, err := unix.EpollCreate1(0)
+		check(err)
+		defer unix.Close(ep)
+		states := dialConns(ep, th, threads, conns, addrs)
+		defer closeConns(states)
+		lat := make([]int64, 0, 1<<16)
+		var n int64
+		e := sendFirst(states, req)
+		events := make([]unix.EpollEvent, batchMax)
+		bufLen := max(4096, respLen)
+		bufs := make([]byte, batchMax*bufLen) // one receive buffer per event slot
+		from, to := measureFrom.UnixNano(), measureTo.UnixNano()
+		lastYield := int64(0)
+		for {
+			k, err := unix.EpollWait(ep, events, 100)
+			if err != nil && err != unix.EINTR {
+				check(err)
 			}
-			runtime.KeepAlive(bufs)
-			runtime.KeepAlive(req)
-			mu.Lock()
-			all = append(all, lat...)
-			total += n
-			errs += e
-			mu.Unlock()
-		}(th)
-	}
-	wg.Wait()
-	reportLoad(loadResult{Conns: conns, RoundTrips: total, Seconds: dur.Seconds(), Errors: errs}, all)
+			now := time.Now().UnixNano()
+			if now > to {
+				break
+			}
+			if now-lastYield > 2e6 { // as in loadEpoll
+				lastYield = now
+				runtime.Gosched()
+			}
+			if k <= 0 {
+				continue
+			}
+			for i, ev := range events[:k] {
+				ring.GetSQE().PrepRecv(int(ev.Fd), bufs[i*bufLen:(i+1)*bufLen], 0, uint64(ev.Fd))
+			}
+			if _, err := ring.Submit(uint32(k)); err != nil {
+				check(err)
+			}
+			sends := uint32(0)
+			for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
+				s, r := states[int(cqe.UserData)], int(cqe.Res)
+				ring.Advance(1)
+				if r <= 0 {
+					if r == -int(unix.EAGAIN) {
+						continue
+					}
+					e++
+					unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
+					continue
+				}
+				s.got += r
+				if s.got < respLen {
+					continue
+				}
+				s.got -= respLen
+				if s.sent >= from && now <= to {
+					n++
+					lat = append(lat, now-s.sent)
+				}
+				s.sent = now
+				ring.GetSQE().PrepSend(s.fd, req, unix.MSG_NOSIGNAL, uint64(s.fd))
+				sends++
+			}
+			if sends == 0 {
+				continue
+			}
+			if _, err := ring.Submit(sends); err != nil {
+				check(err)
+			}
+			for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
+				if int(cqe.Res) != len(req) {
+					e++ // the socket always has room for one small request
+				}
+				ring.Advance(1)
+			}
+		}
+		runtime.KeepAlive(bufs)
+		runtime.KeepAlive(req)
+		return lat, n, e
+	})
 	return true
 }
