@@ -270,6 +270,12 @@ func (s *Session) Ack(id uint16, qos byte) (Inflight, bool) {
 	out := *f
 	*f = Inflight{done: true}
 	s.infLive--
+	s.trimInflight()
+	return out, true
+}
+
+// trimInflight drops the completed deliveries at the head of the window.
+func (s *Session) trimInflight() {
 	for s.infLen > 0 && s.inf[s.infHead].done {
 		s.inf[s.infHead] = Inflight{}
 		s.infHead = (s.infHead + 1) % len(s.inf)
@@ -278,7 +284,6 @@ func (s *Session) Ack(id uint16, qos byte) (Inflight, bool) {
 	if s.infLen == 0 {
 		s.infHead = 0
 	}
-	return out, true
 }
 
 // Released marks QoS 2 delivery id as PUBREC'd (PUBREL sent next). It
@@ -289,9 +294,7 @@ func (s *Session) Released(id uint16) bool {
 	if f == nil || f.QoS != 2 {
 		return false
 	}
-	if !f.Released {
-		f.Released = true
-	}
+	f.Released = true
 	return true
 }
 
@@ -319,14 +322,7 @@ func (s *Session) TakeShared(dst []Inflight, want func(share string) bool) []Inf
 		*f = Inflight{done: true}
 		s.infLive--
 	}
-	for s.infLen > 0 && s.inf[s.infHead].done {
-		s.inf[s.infHead] = Inflight{}
-		s.infHead = (s.infHead + 1) % len(s.inf)
-		s.infLen--
-	}
-	if s.infLen == 0 {
-		s.infHead = 0
-	}
+	s.trimInflight()
 	return dst
 }
 
