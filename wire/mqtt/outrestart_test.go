@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	paho3 "github.com/eclipse/paho.mqtt.golang"
 )
 
 // rawSub is a raw persistent-session subscriber that records what it gets.
@@ -66,13 +68,7 @@ func TestOutboundInflightSurvivesRestart(t *testing.T) {
 	sub := dialSub(t, b.addr, "osub", false)
 	sub.subscribe(1, "o/#", 2)
 	pub := connect3(t, b.addr, "opub", true, nil, nil)
-	// move the packet ids away from 1, so a fresh numbering after the
-	// restart cannot match by chance
-	for i := range 3 {
-		wait(t, pub.Publish("o/warm", 1, false, fmt.Sprint("warm", i)))
-		p, _ := sub.next()
-		sub.ack(PUBACK, p.PacketID)
-	}
+	warmPacketIDs(t, pub, sub, "o/warm")
 	wait(t, pub.Publish("o/a", 1, false, "A"))
 	wait(t, pub.Publish("o/b", 2, false, "B"))
 	wait(t, pub.Publish("o/c", 2, false, "C"))
@@ -121,11 +117,7 @@ func TestOutboundInflightSurvivesCrash(t *testing.T) {
 	sub := dialSub(t, b.addr, "csub", false)
 	sub.subscribe(1, "c/#", 2)
 	pub := connect3(t, b.addr, "cpub", true, nil, nil)
-	for i := range 3 {
-		wait(t, pub.Publish("c/warm", 1, false, fmt.Sprint("warm", i)))
-		p, _ := sub.next()
-		sub.ack(PUBACK, p.PacketID)
-	}
+	warmPacketIDs(t, pub, sub, "c/warm")
 	sub.send(AppendDisconnect(nil, Version311, DISCONNECT, 0, nil))
 	sub.closed(2 * time.Second)
 	waitOffline(t, b, "csub")
@@ -211,5 +203,17 @@ func waitOffline(t *testing.T, b *broker, id string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("session %s still online", id)
 		}
+	}
+}
+
+// warmPacketIDs moves the subscriber's packet ids away from 1 with three
+// acknowledged QoS 1 deliveries, so a fresh numbering after a restart
+// cannot match by chance.
+func warmPacketIDs(t *testing.T, pub paho3.Client, sub rawSub, topic string) {
+	t.Helper()
+	for i := range 3 {
+		wait(t, pub.Publish(topic, 1, false, fmt.Sprint("warm", i)))
+		p, _ := sub.next()
+		sub.ack(PUBACK, p.PacketID)
 	}
 }
