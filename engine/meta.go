@@ -103,33 +103,15 @@ func openMeta(dir string, w segment.Writer, cfg segment.Config, logger *slog.Log
 }
 
 func (m *Meta) replay() error {
-	_, hw, _ := m.log.Offsets()
-	off := m.log.StartOffset()
-	var buf []byte
-	for off < hw {
-		var err error
-		buf, err = m.log.ReadBytes(buf[:0], off, 4<<20)
-		if err != nil {
-			return fmt.Errorf("engine: meta replay: %w", err)
+	err := m.log.ScanRecords(m.log.StartOffset(), 4<<20, func(r *segment.Record) error {
+		m.records++
+		if ns, key, ok := strings.Cut(string(r.Key), "\x00"); ok {
+			m.applyLocked(ns, key, r.Value)
 		}
-		if len(buf) == 0 {
-			break
-		}
-		err = segment.SplitBatches(buf, func(h *segment.BatchHeader, batch []byte) error {
-			off = h.LastOffset() + 1
-			return segment.ForEachRecord(batch, func(r *segment.Record) error {
-				m.records++
-				ns, key, ok := strings.Cut(string(r.Key), "\x00")
-				if !ok {
-					return nil
-				}
-				m.applyLocked(ns, key, r.Value)
-				return nil
-			})
-		})
-		if err != nil {
-			return fmt.Errorf("engine: meta replay: %w", err)
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("engine: meta replay: %w", err)
 	}
 	return nil
 }
@@ -204,7 +186,7 @@ func (m *Meta) appendAll(l *segment.Log) (wait func() error) {
 			return nil
 		}
 		wg.Add(1)
-		err := l.Append(b.Bytes(), doneFunc(func(err error) {
+		err := l.Append(b.Bytes(), segment.DoneFunc(func(err error) {
 			mu.Lock()
 			pending = append(pending, err)
 			mu.Unlock()
@@ -250,11 +232,6 @@ func (m *Meta) appendAll(l *segment.Log) (wait func() error) {
 	}
 }
 
-// doneFunc adapts a func to segment.Completer.
-type doneFunc func(error)
-
-func (f doneFunc) AppendDone(_ int64, err error) { f(err) }
-
 // Put stores value under (ns, key). The new value is visible to Get at once;
 // done (may be nil) is called once it is durable, or with the error.
 func (m *Meta) Put(ns, key string, value []byte, done func(error)) {
@@ -283,7 +260,7 @@ func (m *Meta) write(ns, key string, value []byte, done func(error)) {
 	m.records++
 	var c segment.Completer
 	if done != nil {
-		c = doneFunc(done)
+		c = segment.DoneFunc(done)
 	}
 	err := m.log.Append(m.builder.Bytes(), c)
 	m.mu.Unlock()

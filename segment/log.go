@@ -70,6 +70,12 @@ type Completer interface {
 	AppendDone(baseOffset int64, err error)
 }
 
+// DoneFunc is a Completer for callers that need only the error.
+type DoneFunc func(err error)
+
+// AppendDone calls f with err.
+func (f DoneFunc) AppendDone(_ int64, err error) { f(err) }
+
 // Log is one append-only log (a partition, a queue log, a metadata log):
 // a directory of segments. Appends are assigned offsets at once and become
 // readable (and complete) in offset order once the writer has written them

@@ -485,3 +485,34 @@ func TestReadEndOffset(t *testing.T) {
 		}
 	}
 }
+
+// ScanRecords visits every record from any start offset (inside a batch
+// too) to the high watermark, in order, once, across segments and for
+// every chunk size.
+func TestScanRecords(t *testing.T) {
+	w := newFaultWriter()
+	defer w.Close()
+	l := openTestLog(t, t.TempDir(), Config{SegmentBytes: 4 << 10, IndexIntervalBytes: 512}, w)
+	defer l.Close()
+	for i := 0; i < 40; i++ {
+		if _, err := appendWait(t, l, testBatch(t, 1+i%4, 60, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, hw, _ := l.Offsets()
+	for from := int64(0); from <= hw; from++ {
+		for _, chunk := range []int{1, 700, 1 << 20} {
+			want := from
+			err := l.ScanRecords(from, chunk, func(r *Record) error {
+				if r.Offset != want {
+					return fmt.Errorf("record %d, want %d", r.Offset, want)
+				}
+				want++
+				return nil
+			})
+			if err != nil || want != hw {
+				t.Fatalf("from %d chunk %d: ended at %d of %d: %v", from, chunk, want, hw, err)
+			}
+		}
+	}
+}

@@ -283,3 +283,48 @@ func (l *Log) Stats() Stats {
 	}
 	return st
 }
+
+// ScanRecords calls fn for every record from offset from up to the high
+// watermark as of the call, oldest first, reading chunkBytes at a time and
+// skipping control batches: the replay of a log's contents on start (the
+// metadata catalog, internal logs). The record is valid only during fn; an
+// error from fn or the read stops the scan and is returned.
+func (l *Log) ScanRecords(from int64, chunkBytes int, fn func(r *Record) error) error {
+	_, hw, _ := l.Offsets()
+	var buf []byte
+	for off := from; off < hw; {
+		var err error
+		if buf, err = l.ReadBytes(buf[:0], off, chunkBytes); err != nil {
+			return err
+		}
+		next := off
+		for rest := buf; len(rest) >= BatchHeaderBytes; {
+			h, err := ParseBatchHeader(rest)
+			if err != nil {
+				return err
+			}
+			size := h.Size()
+			if size > len(rest) || size < BatchHeaderBytes {
+				break
+			}
+			if h.Attributes&AttrControl == 0 {
+				err = ForEachRecord(rest[:size], func(r *Record) error {
+					if r.Offset < off {
+						return nil // the first batch may begin before from
+					}
+					return fn(r)
+				})
+				if err != nil {
+					return err
+				}
+			}
+			next = h.LastOffset() + 1
+			rest = rest[size:]
+		}
+		if next <= off {
+			break
+		}
+		off = next
+	}
+	return nil
+}

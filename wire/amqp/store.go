@@ -585,44 +585,12 @@ func (s *store) recover() error {
 	// Messages.
 	msgs := map[uint64]*recMsg{}
 	var maxID uint64
-	start, hw, _ := s.l.Offsets()
-	var buf []byte
-	for off := start; off < hw; {
-		var err error
-		buf, err = s.l.ReadBytes(buf[:0], off, 1<<20)
-		if err != nil {
-			return fmt.Errorf("read queue log at %d: %w", off, err)
-		}
-		if len(buf) == 0 {
-			break
-		}
-		next := off
-		for rest := buf; len(rest) > 0; {
-			h, err := segment.ParseBatchHeader(rest)
-			if err != nil {
-				return err
-			}
-			size := h.Size()
-			if size > len(rest) {
-				break
-			}
-			err = segment.ForEachRecord(rest[:size], func(rec *segment.Record) error {
-				if rec.Offset < off {
-					return nil
-				}
-				s.replay(rec, msgs, &maxID)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			next = h.LastOffset() + 1
-			rest = rest[size:]
-		}
-		if next <= off {
-			break
-		}
-		off = next
+	err := s.l.ScanRecords(s.l.StartOffset(), 1<<20, func(rec *segment.Record) error {
+		s.replay(rec, msgs, &maxID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read queue log: %w", err)
 	}
 	s.nextID = maxID
 	ids := slices.Sorted(maps.Keys(msgs))

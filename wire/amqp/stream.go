@@ -60,10 +60,6 @@ func (sq *streamQueue) onCommit(int64) {
 	}
 }
 
-type doneCompleter func(error)
-
-func (f doneCompleter) AppendDone(_ int64, err error) { f(err) }
-
 // append adds m to the stream; done (may be nil) follows the append. It
 // reports whether done will be called.
 func (sq *streamQueue) append(m *queue.Message, done func(error)) bool {
@@ -75,7 +71,7 @@ func (sq *streamQueue) append(m *queue.Message, done func(error)) bool {
 	})
 	var c segment.Completer
 	if done != nil {
-		c = doneCompleter(done)
+		c = segment.DoneFunc(done)
 	}
 	err := sq.l.Append(sq.bb.Bytes(), c)
 	sq.mu.Unlock()

@@ -70,7 +70,7 @@ func (ll *liveLog) write(b *session.Batch, payload []byte, now int64, done func(
 	ts := now / int64(time.Millisecond)
 	ll.bb.Add(ts, nil, payload, nil)
 	ll.addReleasesLocked(ts)
-	err := ll.l.Append(ll.bb.Bytes(), doneFunc(done))
+	err := ll.l.Append(ll.bb.Bytes(), segment.DoneFunc(done))
 	if err == nil {
 		ll.fifo = append(ll.fifo, next)
 		ll.held[next] = b
@@ -203,33 +203,7 @@ func (ll *liveLog) restored(b *session.Batch) {
 
 // scan calls fn for every record of the log, oldest first (load only).
 func (ll *liveLog) scan(fn func(off int64, key, value []byte) error) error {
-	start, hw, _ := ll.l.Offsets()
-	var buf []byte
-	for off := start; off < hw; {
-		var err error
-		if buf, err = ll.l.ReadBytes(buf[:0], off, 4<<20); err != nil {
-			return err
-		}
-		if len(buf) == 0 {
-			break
-		}
-		err = segment.SplitBatches(buf, func(h *segment.BatchHeader, batch []byte) error {
-			off = h.LastOffset() + 1
-			return segment.ForEachRecord(batch, func(r *segment.Record) error {
-				if r.Offset < start {
-					return nil
-				}
-				return fn(r.Offset, r.Key, r.Value)
-			})
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return ll.l.ScanRecords(ll.l.StartOffset(), 4<<20, func(r *segment.Record) error {
+		return fn(r.Offset, r.Key, r.Value)
+	})
 }
-
-// doneFunc adapts a func to segment.Completer.
-type doneFunc func(error)
-
-func (f doneFunc) AppendDone(_ int64, err error) { f(err) }
