@@ -31,7 +31,6 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 		states := dialConns(ep, th, threads, conns, addrs)
 		defer closeConns(states)
 		lat := make([]int64, 0, 1<<16)
-		var n int64
 		e := sendFirst(states, req)
 		events := make([]unix.EpollEvent, 256)
 		buf := make([]byte, 64<<10)
@@ -64,22 +63,16 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 					unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
 					continue
 				}
-				s.got += r
-				if s.got < respLen {
+				var done bool
+				if lat, done = s.received(r, respLen, now, from, to, lat); !done {
 					continue
 				}
-				s.got -= respLen
-				if s.sent >= from && now <= to {
-					n++
-					lat = append(lat, now-s.sent)
-				}
-				s.sent = now // one clock read per round trip
 				if _, err := unix.Write(s.fd, req); err != nil {
 					e++
 				}
 			}
 		}
-		return lat, n, e
+		return lat, int64(len(lat)), e
 	})
 }
 
@@ -89,6 +82,23 @@ type cstate struct {
 	fd   int
 	got  int
 	sent int64
+}
+
+// received accounts r bytes of response read at now. Once a whole
+// response is in it appends the round trip's latency to lat (if it falls in
+// the measured window [from, to]), restarts the clock for the next request
+// (one clock read per round trip) and reports true: send that request.
+func (s *cstate) received(r, respLen int, now, from, to int64, lat []int64) ([]int64, bool) {
+	s.got += r
+	if s.got < respLen {
+		return lat, false
+	}
+	s.got -= respLen
+	if s.sent >= from && now <= to {
+		lat = append(lat, now-s.sent)
+	}
+	s.sent = now
+	return lat, true
 }
 
 // dialConns connects this thread's share of the conns (every threads-th

@@ -40,7 +40,6 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 		states := dialConns(ep, th, threads, conns, addrs)
 		defer closeConns(states)
 		lat := make([]int64, 0, 1<<16)
-		var n int64
 		e := sendFirst(states, req)
 		events := make([]unix.EpollEvent, batchMax)
 		bufLen := max(4096, respLen)
@@ -81,16 +80,10 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 					unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
 					continue
 				}
-				s.got += r
-				if s.got < respLen {
+				var done bool
+				if lat, done = s.received(r, respLen, now, from, to, lat); !done {
 					continue
 				}
-				s.got -= respLen
-				if s.sent >= from && now <= to {
-					n++
-					lat = append(lat, now-s.sent)
-				}
-				s.sent = now
 				ring.GetSQE().PrepSend(s.fd, req, unix.MSG_NOSIGNAL, uint64(s.fd))
 				sends++
 			}
@@ -109,7 +102,7 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 		}
 		runtime.KeepAlive(bufs)
 		runtime.KeepAlive(req)
-		return lat, n, e
+		return lat, int64(len(lat)), e
 	})
 	return true
 }
