@@ -451,15 +451,7 @@ func TestWalkRecordsSkipsControlAndPartial(t *testing.T) {
 // TestReadEndOffset: a Range's EndOffset is one past the last offset of its
 // last batch, for every start offset and size limit, across segments.
 func TestReadEndOffset(t *testing.T) {
-	w := newFaultWriter()
-	defer w.Close()
-	l := openTestLog(t, t.TempDir(), Config{SegmentBytes: 4 << 10, IndexIntervalBytes: 512}, w)
-	defer l.Close()
-	for i := 0; i < 40; i++ {
-		if _, err := appendWait(t, l, testBatch(t, 1+i%4, 60, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := manyBatchLog(t)
 	_, hw, _ := l.Offsets()
 	for off := int64(0); off <= hw; off++ {
 		for _, maxBytes := range []int{1, 300, 700, 1500, 5000, 1 << 20} {
@@ -490,15 +482,7 @@ func TestReadEndOffset(t *testing.T) {
 // too) to the high watermark, in order, once, across segments and for
 // every chunk size.
 func TestScanRecords(t *testing.T) {
-	w := newFaultWriter()
-	defer w.Close()
-	l := openTestLog(t, t.TempDir(), Config{SegmentBytes: 4 << 10, IndexIntervalBytes: 512}, w)
-	defer l.Close()
-	for i := 0; i < 40; i++ {
-		if _, err := appendWait(t, l, testBatch(t, 1+i%4, 60, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := manyBatchLog(t)
 	_, hw, _ := l.Offsets()
 	for from := int64(0); from <= hw; from++ {
 		for _, chunk := range []int{1, 700, 1 << 20} {
@@ -515,4 +499,19 @@ func TestScanRecords(t *testing.T) {
 			}
 		}
 	}
+}
+
+// manyBatchLog is a log of 40 batches of 1–4 records over several small
+// segments with a dense index; it is closed at the end of the test.
+func manyBatchLog(t *testing.T) *Log {
+	w := newFaultWriter()
+	t.Cleanup(func() { w.Close() })
+	l := openTestLog(t, t.TempDir(), Config{SegmentBytes: 4 << 10, IndexIntervalBytes: 512}, w)
+	t.Cleanup(func() { l.Close() })
+	for i := 0; i < 40; i++ {
+		if _, err := appendWait(t, l, testBatch(t, 1+i%4, 60, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
 }
