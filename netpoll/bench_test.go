@@ -20,13 +20,14 @@ import (
 // (NETPOLL_BENCH_NOBATCH=1: with Config.NoBatchedWrites; NETPOLL_BENCH_SNDBUF=n:
 // Config.SocketSendBufferBytes = n.)
 func BenchmarkWriteFile(b *testing.B) {
-	for _, size := range []int{4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20} {
+	for _, size := range []int{4 << 10, 16 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20} {
 		for _, mode := range []string{"sendfile", "copy"} {
 			b.Run(fmt.Sprintf("%s/%dKiB", mode, size>>10), func(b *testing.B) {
 				f := makeTestFile(b, size)
 				h := &testHandler{file: f}
 				cfg := Config{Loops: 1, CopyThresholdBytes: -1, NoBatchedWrites: os.Getenv("NETPOLL_BENCH_NOBATCH") != ""}
 				cfg.SocketSendBufferBytes, _ = strconv.Atoi(os.Getenv("NETPOLL_BENCH_SNDBUF"))
+				cfg.TCPCongestionControl = os.Getenv("NETPOLL_BENCH_CC")
 				if mode == "copy" {
 					cfg.CopyThresholdBytes = 1 << 40
 				}

@@ -14,11 +14,13 @@ type transport interface {
 	// send hands bytes to the socket in order and takes ownership of the
 	// buffers (they go back to the pool once written or copied).
 	send(bufs [][]byte)
-	// sendFile sends s's file range after everything sent before it. It
-	// returns true once s is consumed (s.done called); false means the
-	// socket is full: s stays at the head of the queue and the transport
-	// calls flush again when the socket can take more.
-	sendFile(s *Slot) bool
+	// sendFile sends head (owned as by send), then s's file range, after
+	// everything sent before them. It returns true once s is consumed
+	// (s.done called); false means the socket is full: s stays at the head
+	// of the queue and the transport calls flush again when the socket can
+	// take more. Taking head with the range lets a transport hand both to
+	// the kernel as one stream of segments.
+	sendFile(head [][]byte, s *Slot) bool
 	// release frees transport resources once the connection is closed.
 	release()
 	// pending is what the transport holds that the socket has not taken.
@@ -463,13 +465,13 @@ func (c *conn) flush() {
 		}
 		s.b = nil
 		if s.f != nil {
-			if len(bufs) > 0 {
-				c.send(bufs)
-				bufs = bufs[:0]
-			}
+			c.countOut(bufs)
 			// A write error closes the connection synchronously (gnet
 			// calls OnClose from inside the write), which empties c.q.
-			if c.closed.Load() || !c.tr.sendFile(s) || c.closed.Load() {
+			sent := c.tr.sendFile(bufs, s)
+			clear(bufs)
+			bufs = bufs[:0]
+			if !sent || c.closed.Load() {
 				break // closed, or socket full: the transport flushes again later
 			}
 		}
@@ -495,12 +497,16 @@ func (c *conn) flush() {
 }
 
 func (c *conn) send(bufs [][]byte) {
+	c.countOut(bufs)
+	c.tr.send(bufs)
+}
+
+func (c *conn) countOut(bufs [][]byte) {
 	n := 0
 	for _, b := range bufs {
 		n += len(b)
 	}
 	c.ls.stats.BytesOut.Add(int64(n))
-	c.tr.send(bufs)
 }
 
 // afterOutput applies the outbound high-water mark, memory accounting and a

@@ -30,7 +30,8 @@
 //	       ─▶ socket        (what the socket refuses goes to gnet's outbound
 //	                         buffer; later output queues behind it)
 //	  file range ≥ CopyThresholdBytes (shorter ones: pread + write, like any output):
-//	    header goes out with the bytes before it; then, once gnet's outbound is empty,
+//	    once gnet's outbound is empty, the header (and the bytes before it) with
+//	    sendmsg(MSG_MORE), so the range's first segment carries it; then
 //	    sendfile(sock, segment fd, &off, n) until done or EAGAIN ──EAGAIN──▶ the range stays
 //	    at the head of the queue (later output waits behind it) and a goroutine parks on
 //	    the socket's writability in the Go runtime poller (dup of the fd), then

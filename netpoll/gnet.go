@@ -262,6 +262,7 @@ func (e *gnetEngine) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	if cfg.SocketRecvBufferBytes > 0 {
 		_ = gc.SetReadBuffer(cfg.SocketRecvBufferBytes)
 	}
+	_ = setCongestionControl(gc.Fd(), cfg.TCPCongestionControl) // checked by NewServer
 	lp := e.loopFor(gc)
 	c := &conn{srv: e.srv, ls: ls, proto: ls.Protocol, lp: lp, local: la, remote: gc.RemoteAddr()}
 	c.tr = &gnetTransport{gc: gc, c: c, fd: gc.Fd(), lp: lp}
@@ -416,15 +417,19 @@ func (t *gnetTransport) setReads(on bool) {
 }
 
 // sendFile: below the copy threshold the range is read (page cache) and
-// written like any output. Otherwise, once gnet's outbound buffer is empty,
+// written like any output, head and first chunk in one write. Otherwise,
+// once gnet's outbound buffer is empty, head goes to the socket with
+// MSG_MORE, so the kernel holds it and the range's first segment carries it
+// (one segment and one wakeup of the reader fewer per response), then
 // sendfile(2) with an explicit offset until the range is sent or the socket
 // is full (EAGAIN). Then the slot stays at the head of the connection's
 // queue, so later output waits behind it, and a goroutine parks on the
 // socket's writability in the Go runtime poller (through a dup of the fd)
 // and brings the loop back to continue. Memory stays bounded whatever the
 // range length and however slow the reader.
-func (t *gnetTransport) sendFile(s *Slot) bool {
+func (t *gnetTransport) sendFile(head [][]byte, s *Slot) bool {
 	c := t.c
+	defer t.putBufs(head)
 	if c.closed.Load() {
 		s.finish(ErrClosed)
 		return true
@@ -439,12 +444,15 @@ func (t *gnetTransport) sendFile(s *Slot) bool {
 	var err error
 	if !s.started && s.n < int64(c.srv.cfg.CopyThresholdBytes) {
 		var copied int64
-		copied, err = t.copyRange(s, s.off, s.n)
+		copied, err = t.copyRange(head, s, s.off, s.n)
 		c.ls.stats.CopiedBytes.Add(copied)
 		c.ls.stats.BytesOut.Add(copied)
 		s.n -= copied
 	} else {
 		s.started = true
+		if len(head) > 0 {
+			t.sendHead(head, s.n > 0)
+		}
 		if t.gc.OutboundBuffered() > 0 {
 			_ = t.gc.Flush()
 			if c.closed.Load() {
@@ -472,6 +480,38 @@ func (t *gnetTransport) sendFile(s *Slot) bool {
 		t.shutdown()
 	}
 	return true
+}
+
+func (t *gnetTransport) putBufs(bufs [][]byte) {
+	for _, b := range bufs {
+		t.lp.putBuf(b)
+	}
+}
+
+// sendHead writes the bytes before a file range. With more (the range
+// follows at once) and nothing buffered in gnet, they go straight to the
+// socket with MSG_MORE; what it does not take, and everything otherwise,
+// goes through gnet behind what it holds.
+func (t *gnetTransport) sendHead(head [][]byte, more bool) {
+	if !more || t.gc.OutboundBuffered() > 0 || len(head) > iovMax {
+		t.write(head)
+		return
+	}
+	n, err := unix.SendmsgBuffers(t.fd, head, nil, nil, unix.MSG_MORE|unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+	if err != nil {
+		n = 0 // EAGAIN, or an error gnet's write reports and closes on
+	}
+	for len(head) > 0 && n >= len(head[0]) {
+		n -= len(head[0])
+		head = head[1:]
+	}
+	if len(head) > 0 {
+		rest := head
+		if n > 0 {
+			rest = append([][]byte{head[0][n:]}, head[1:]...)
+		}
+		t.write(rest)
+	}
 }
 
 // waitWritable parks a goroutine until the socket is writable, then runs
@@ -564,7 +604,13 @@ func sendfileRange(sock int, s *Slot, off *int64, n int64) (sent int64, err erro
 
 const copyChunkBytes = 64 << 10
 
-func (t *gnetTransport) copyRange(s *Slot, off, n int64) (int64, error) {
+// copyRange writes head, then n bytes of s's file from off, through gnet
+// in chunks of copyChunkBytes; head goes out with the first chunk.
+func (t *gnetTransport) copyRange(head [][]byte, s *Slot, off, n int64) (int64, error) {
+	if len(head) > 0 && (n == 0 || len(head) >= iovMax) {
+		t.write(head)
+		head = nil
+	}
 	buf := getBuf(copyChunkBytes)
 	defer putBuf(buf)
 	var done int64
@@ -575,7 +621,15 @@ func (t *gnetTransport) copyRange(s *Slot, off, n int64) (int64, error) {
 		}
 		r, err := s.f.ReadAt(buf[:k], off)
 		if r > 0 {
-			if _, werr := t.gc.Write(buf[:r]); werr != nil {
+			if len(head) > 0 {
+				bufs := append(head, buf[:r])
+				_, werr := t.gc.Writev(bufs)
+				bufs[len(head)] = nil
+				head = nil
+				if werr != nil {
+					return done, werr
+				}
+			} else if _, werr := t.gc.Write(buf[:r]); werr != nil {
 				return done, werr
 			}
 			off += int64(r)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Config tunes a Server. Zero values pick the defaults noted.
@@ -37,6 +39,11 @@ type Config struct {
 	// Socket buffer sizes set on each accepted socket (0: kernel default).
 	SocketRecvBufferBytes int
 	SocketSendBufferBytes int
+	// TCPCongestionControl is set on each accepted socket (TCP_CONGESTION,
+	// e.g. "cubic"; empty: the host's net.ipv4.tcp_congestion_control).
+	// NewServer fails if the kernel refuses it. The loopback benchmarks use
+	// it to compare the data paths under one named algorithm (README.md).
+	TCPCongestionControl string
 	// LockOSThread pins each gnet loop to an OS thread (such a loop does
 	// not yield, see NoLoopYield).
 	LockOSThread bool
@@ -61,10 +68,11 @@ type Config struct {
 	Logger            *slog.Logger
 }
 
-// DefaultCopyThresholdBytes is where sendfile starts to beat copying on
-// loopback: copy ties or wins at 4 and 16 KiB, sendfile wins from 64 KiB
-// (README.md, BenchmarkWriteFile).
-const DefaultCopyThresholdBytes = 32 << 10
+// DefaultCopyThresholdBytes is where copying and sendfile cross on
+// loopback: copy is as fast or faster up to 64 KiB, where the two tie;
+// sendfile is ahead from 96 KiB and 2× at 1 MiB (README.md,
+// BenchmarkWriteFile and npbench -mode fetch).
+const DefaultCopyThresholdBytes = 64 << 10
 
 func (cfg *Config) setDefaults() {
 	if cfg.Loops <= 0 {
@@ -181,6 +189,11 @@ func NewServer(cfg Config, listeners []Listener) (*Server, error) {
 	cfg.setDefaults()
 	if len(listeners) == 0 {
 		return nil, errors.New("netpoll: no listeners")
+	}
+	if cc := cfg.TCPCongestionControl; cc != "" {
+		if err := checkCongestionControl(cc); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{cfg: cfg, conns: make(map[*conn]struct{})}
 	for i, l := range listeners {
@@ -447,4 +460,26 @@ func (s *Server) ticker() {
 			}
 		}
 	}
+}
+
+// setCongestionControl sets cc (when not empty) on a TCP socket.
+func setCongestionControl(fd int, cc string) error {
+	if cc == "" {
+		return nil
+	}
+	return unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc)
+}
+
+// checkCongestionControl tries cc on a fresh socket, so that an unknown or
+// disallowed algorithm fails at start and not silently per connection.
+func checkCongestionControl(cc string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("netpoll: TCP congestion control %q: %w", cc, err)
+	}
+	defer unix.Close(fd)
+	if err := setCongestionControl(fd, cc); err != nil {
+		return fmt.Errorf("netpoll: TCP congestion control %q (net.ipv4.tcp_available_congestion_control, tcp_allowed_congestion_control): %w", cc, err)
+	}
+	return nil
 }

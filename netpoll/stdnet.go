@@ -150,6 +150,11 @@ func (s *Server) tuneTCP(tc *net.TCPConn) {
 	if b := s.cfg.SocketRecvBufferBytes; b > 0 {
 		_ = tc.SetReadBuffer(b)
 	}
+	if cc := s.cfg.TCPCongestionControl; cc != "" {
+		if rc, err := tc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _ = setCongestionControl(int(fd), cc) }) // checked by NewServer
+		}
+	}
 }
 
 type outChunk struct {
@@ -199,7 +204,11 @@ func (t *stdTransport) send(bufs [][]byte) {
 	t.signal()
 }
 
-func (t *stdTransport) sendFile(s *Slot) bool {
+func (t *stdTransport) sendFile(head [][]byte, s *Slot) bool {
+	for _, b := range head {
+		t.out = append(t.out, outChunk{b: b})
+		t.outB += len(b)
+	}
 	t.out = append(t.out, outChunk{s: s})
 	t.signal()
 	return true

@@ -54,6 +54,7 @@ func main() {
 	noYield := flag.Bool("noyield", false, "gnet loops do not yield to the scheduler (Config.NoLoopYield)")
 	fileBytes := flag.Int("file", 0, "server: serve 'F' requests (u64 offset, u64 length) from a temporary file of this many bytes with WriteFile")
 	copyThreshold := flag.Int("copy-threshold", 0, "server: Config.CopyThresholdBytes (0: default; -1: always sendfile)")
+	cc := flag.String("cc", "", "server -impl gnet: TCP congestion control of accepted sockets (Config.TCPCongestionControl; empty: host default)")
 	noBatch := flag.Bool("nobatch", false, "gnet loops write each connection at the end of its read (Config.NoBatchedWrites)")
 	flag.Parse()
 	if *cpuprof != "" {
@@ -66,7 +67,7 @@ func main() {
 	switch *mode {
 	case "server":
 		fileSrv = *fileBytes
-		server(*impl, *listeners, *perListener, *loops, *lock, *tick, *noYield, *noBatch, *copyThreshold)
+		server(*impl, *listeners, *perListener, *loops, *lock, *tick, *noYield, *noBatch, *copyThreshold, *cc)
 	case "load":
 		switch *client {
 		case "uring":
@@ -135,23 +136,40 @@ func fetch(addr string, size int, dur time.Duration) {
 	binary.BigEndian.PutUint32(req, uint32(len(p)))
 	copy(req[4:], p)
 	resp := make([]byte, 4+size)
+	rc := &countingReader{r: c}
+	cpu0 := cpuSeconds()
 	var n int64
 	t0 := time.Now()
 	for time.Since(t0) < dur {
 		if _, err := c.Write(req); err != nil {
 			check(err)
 		}
-		if _, err := io.ReadFull(c, resp); err != nil {
+		if _, err := io.ReadFull(rc, resp); err != nil {
 			check(err)
 		}
 		n++
 	}
 	el := time.Since(t0).Seconds()
-	check(json.NewEncoder(os.Stdout).Encode(map[string]float64{"fetches": float64(n), "mb_per_s": float64(n) * float64(size) / el / 1e6}))
+	cpu := cpuSeconds() - cpu0
+	mb := float64(n) * float64(size) / 1e6
+	check(json.NewEncoder(os.Stdout).Encode(map[string]float64{"fetches": float64(n), "mb_per_s": mb / el,
+		"reads_per_fetch": float64(rc.reads) / float64(n), "cpu_us_per_mb": cpu * 1e6 / mb}))
 }
 func (handler) OnClose(netpoll.Conn, error) {}
 
-func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration, noYield, noBatch bool, copyThreshold int) {
+// countingReader counts the reads a response takes: how often the client
+// found the socket drained and waited for more.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+func server(impl string, n int, per bool, loops int, lock bool, tick time.Duration, noYield, noBatch bool, copyThreshold int, cc string) {
 	var addrs []string
 	var stop func()
 	switch impl {
@@ -173,7 +191,7 @@ func server(impl string, n int, per bool, loops int, lock bool, tick time.Durati
 		for i := 0; i < n; i++ {
 			ls = append(ls, netpoll.Listener{Addr: fmt.Sprintf("127.0.0.1:%d", 0), Protocol: p})
 		}
-		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick, NoLoopYield: noYield, NoBatchedWrites: noBatch, CopyThresholdBytes: copyThreshold,
+		srv, err := netpoll.NewServer(netpoll.Config{Loops: loops, EnginePerListener: per, LockOSThread: lock, TimerTick: tick, NoLoopYield: noYield, NoBatchedWrites: noBatch, CopyThresholdBytes: copyThreshold, TCPCongestionControl: cc,
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, ls)
 		check(err)
 		check(srv.Start())
