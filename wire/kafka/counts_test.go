@@ -104,9 +104,10 @@ func TestMessageCounts(t *testing.T) {
 	}
 	wantIn += 2
 	check("idempotent and duplicate")
-	// Offsets 10-129, 130-249, 250-369: three batches of 40 KiB (sendfile).
+	// Offsets 10-129, 130-249, 250-369: three batches of ~84 KiB, above
+	// netpoll's copy threshold (64 KiB), so sent by sendfile.
 	for range 3 {
-		if r := produceRaw(t, cl, "counts", 0, bigBatch(120, 333)); r.ErrorCode != 0 {
+		if r := produceRaw(t, cl, "counts", 0, bigBatch(120, 700)); r.ErrorCode != 0 {
 			t.Fatalf("big batch: %+v", r)
 		}
 	}
@@ -130,6 +131,9 @@ func TestMessageCounts(t *testing.T) {
 	}
 	wantOut += 120
 	check("sendfile fetch followed by a batch")
+	if st := b.np.Stats()[0]; st.SendfileBytes == 0 {
+		t.Fatalf("no byte went by sendfile (copied %d)", st.CopiedBytes)
+	}
 	// Sendfile, from the middle of a big batch to the end of the segment
 	// file: 200-369.
 	fetchRaw(t, cl, "counts", 200, 1<<20)
