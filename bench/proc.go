@@ -121,7 +121,13 @@ func hardware() string {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = strings.TrimSpace(string(b))
 	}
-	return fmt.Sprintf("%s, %d cores, %s RAM, Linux %s", model, numCPU(), mem, kernel)
+	desc := fmt.Sprintf("%s, %d cores, %s RAM, Linux %s", model, numCPU(), mem, kernel)
+	// Loopback runs depend on it: BBR paces even a loopback connection
+	// (netpoll/README.md, "sendfile vs copy").
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control"); err == nil {
+		desc += ", TCP congestion control " + strings.TrimSpace(string(b))
+	}
+	return desc
 }
 
 // loadAvg returns the 1-minute load average (0 if unreadable).
