@@ -47,6 +47,7 @@ type loopState struct {
 	dirty    []*conn
 	flushing bool // flushDirty is running: a nested call (a write error closing a conn) returns at once
 	iov      [][]byte
+	rest     [][]byte // gnetTransport.writeRest's scratch (flush may be using iov)
 	wheel    *wheel
 	batch    *writeBatch // gnet: batched writes through io_uring (nil: off)
 	epfd     int         // gnet loop's epoll fd, -1 if unknown

@@ -357,9 +357,7 @@ func (t *gnetTransport) send(bufs [][]byte) {
 		return
 	}
 	t.write(bufs)
-	for _, b := range bufs {
-		t.lp.putBuf(b)
-	}
+	t.putBufs(bufs)
 }
 
 // iovMax is IOV_MAX: writev(2) and sendmsg(2) refuse more buffers (EINVAL,
@@ -501,17 +499,26 @@ func (t *gnetTransport) sendHead(head [][]byte, more bool) {
 	if err != nil {
 		n = 0 // EAGAIN, or an error gnet's write reports and closes on
 	}
-	for len(head) > 0 && n >= len(head[0]) {
-		n -= len(head[0])
-		head = head[1:]
+	t.writeRest(head, n)
+}
+
+// writeRest hands gnet what a send of bufs that took sent bytes left over
+// (a short send, EAGAIN as 0); it reports whether anything was left. bufs
+// (the caller's, maybe lp.iov) is not changed.
+func (t *gnetTransport) writeRest(bufs [][]byte, sent int) bool {
+	for len(bufs) > 0 && sent >= len(bufs[0]) {
+		sent -= len(bufs[0])
+		bufs = bufs[1:]
 	}
-	if len(head) > 0 {
-		rest := head
-		if n > 0 {
-			rest = append([][]byte{head[0][n:]}, head[1:]...)
-		}
-		t.write(rest)
+	if len(bufs) == 0 || t.c.closed.Load() {
+		return false
 	}
+	rest := append(t.lp.rest[:0], bufs...)
+	rest[0] = rest[0][sent:]
+	t.write(rest)
+	clear(rest)
+	t.lp.rest = rest[:0]
+	return true
 }
 
 // waitWritable parks a goroutine until the socket is writable, then runs

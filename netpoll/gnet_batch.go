@@ -60,7 +60,6 @@ type writeBatch struct {
 	iovs  []unix.Iovec
 	after []*conn // connections read by deferred entries: afterOutput once flushed
 	res   []int32 // scratch: results by pend index
-	rest  [][]byte
 
 	// For tests and profiles: io_uring_enter calls, sends through them,
 	// and sends whose rest (short, EAGAIN, error) went to gnet's Write.
@@ -132,9 +131,7 @@ func (wb *writeBatch) queue(t *gnetTransport, bufs [][]byte) {
 			if !t.c.closed.Load() {
 				t.write(bufs)
 			}
-			for _, b := range bufs {
-				wb.lp.putBuf(b)
-			}
+			t.putBufs(bufs)
 			return
 		}
 	}
@@ -205,21 +202,10 @@ func (wb *writeBatch) submit() {
 	// queue output of others: dirty again, flushed by the outer walk.)
 	for i, p := range wb.pend {
 		p.t.queued = false
-		bufs, r := wb.bufs[p.lo:p.hi], int(res[i])
-		if r < 0 {
-			r = 0 // EAGAIN: gnet buffers it; an error: gnet's write fails again and closes
-		}
-		for len(bufs) > 0 && r >= len(bufs[0]) {
-			r -= len(bufs[0])
-			bufs = bufs[1:]
-		}
-		if len(bufs) > 0 && !p.t.c.closed.Load() {
+		// EAGAIN (or an error, which gnet's write meets again and closes
+		// on) as nothing sent
+		if p.t.writeRest(wb.bufs[p.lo:p.hi], max(int(res[i]), 0)) {
 			wb.rests.Add(1)
-			rest := append(wb.rest[:0], bufs...) // (flush may be using lp.iov)
-			rest[0] = rest[0][r:]
-			p.t.write(rest)
-			clear(rest)
-			wb.rest = rest[:0]
 		}
 	}
 	for i := range wb.pend {

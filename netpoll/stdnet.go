@@ -197,21 +197,23 @@ func (t *stdTransport) signal() {
 }
 
 func (t *stdTransport) send(bufs [][]byte) {
-	for _, b := range bufs {
-		t.out = append(t.out, outChunk{b: b})
-		t.outB += len(b)
-	}
+	t.queue(bufs)
 	t.signal()
 }
 
 func (t *stdTransport) sendFile(head [][]byte, s *Slot) bool {
-	for _, b := range head {
-		t.out = append(t.out, outChunk{b: b})
-		t.outB += len(b)
-	}
+	t.queue(head)
 	t.out = append(t.out, outChunk{s: s})
 	t.signal()
 	return true
+}
+
+// queue puts bufs on the writer's list.
+func (t *stdTransport) queue(bufs [][]byte) {
+	for _, b := range bufs {
+		t.out = append(t.out, outChunk{b: b})
+		t.outB += len(b)
+	}
 }
 
 func (t *stdTransport) release() {}
