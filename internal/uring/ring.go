@@ -262,54 +262,42 @@ func (r *Ring) GetSQE() *SQE {
 	return sqe
 }
 
+// prep fills sqe's common fields (liburing's io_uring_prep_rw).
+func (sqe *SQE) prep(op uint8, fd int, addr unsafe.Pointer, n uint32, off uint64, opFlags uint32, userData uint64) {
+	sqe.Opcode = op
+	sqe.FD = int32(fd)
+	sqe.Addr = uint64(uintptr(addr))
+	sqe.Len = n
+	sqe.Off = off
+	sqe.OpFlags = opFlags
+	sqe.UserData = userData
+}
+
 // PrepWritev fills sqe with a WRITEV of n iovecs at iov to fd at offset off.
 // The iovec array and the buffers must stay live and unmoved until the CQE.
 func (sqe *SQE) PrepWritev(fd int, iov *unix.Iovec, n int, off int64, userData uint64) {
-	sqe.Opcode = opWritev
-	sqe.FD = int32(fd)
-	sqe.Addr = uint64(uintptr(unsafe.Pointer(iov)))
-	sqe.Len = uint32(n)
-	sqe.Off = uint64(off)
-	sqe.UserData = userData
+	sqe.prep(opWritev, fd, unsafe.Pointer(iov), uint32(n), uint64(off), 0, userData)
 }
 
 // PrepSend fills sqe with a SEND of b to the socket fd (flags: MSG_*).
 // b must stay live and unmoved until the CQE.
 func (sqe *SQE) PrepSend(fd int, b []byte, flags uint32, userData uint64) {
-	sqe.Opcode = opSend
-	sqe.FD = int32(fd)
-	sqe.Addr = uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
-	sqe.Len = uint32(len(b))
-	sqe.OpFlags = flags
-	sqe.UserData = userData
+	sqe.prep(opSend, fd, unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b)), 0, flags, userData)
 }
 
 // PrepSendmsg fills sqe with a SENDMSG of msg to the socket fd.
 func (sqe *SQE) PrepSendmsg(fd int, msg *unix.Msghdr, flags uint32, userData uint64) {
-	sqe.Opcode = opSendmsg
-	sqe.FD = int32(fd)
-	sqe.Addr = uint64(uintptr(unsafe.Pointer(msg)))
-	sqe.Len = 1
-	sqe.OpFlags = flags
-	sqe.UserData = userData
+	sqe.prep(opSendmsg, fd, unsafe.Pointer(msg), 1, 0, flags, userData)
 }
 
 // PrepRecv fills sqe with a RECV into b from the socket fd.
 func (sqe *SQE) PrepRecv(fd int, b []byte, flags uint32, userData uint64) {
-	sqe.Opcode = opRecv
-	sqe.FD = int32(fd)
-	sqe.Addr = uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
-	sqe.Len = uint32(len(b))
-	sqe.OpFlags = flags
-	sqe.UserData = userData
+	sqe.prep(opRecv, fd, unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b)), 0, flags, userData)
 }
 
 // PrepFdatasync fills sqe with an FSYNC(IORING_FSYNC_DATASYNC) of fd.
 func (sqe *SQE) PrepFdatasync(fd int, userData uint64) {
-	sqe.Opcode = opFsync
-	sqe.FD = int32(fd)
-	sqe.OpFlags = fsyncDatasync
-	sqe.UserData = userData
+	sqe.prep(opFsync, fd, nil, 0, 0, fsyncDatasync, userData)
 }
 
 // PrepNop fills sqe with a NOP.
