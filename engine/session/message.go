@@ -82,6 +82,9 @@ func (m *Message) Refs() int32 { return m.refs.Load() }
 // Expired reports whether m has expired at now (unix nanoseconds).
 func (m *Message) Expired(now int64) bool { return m.ExpireAt != 0 && now >= m.ExpireAt }
 
+// MessageBytes is the length of m's encoding (AppendMessage).
+func MessageBytes(m *Message) int { return 15 + len(m.Topic) + len(m.Props) + len(m.Payload) }
+
 // AppendMessage encodes m for storage:
 //
 //	flags(1: qos bits 0-1, retain 0x04) expireAt(8) topicLen(2) topic

@@ -162,12 +162,33 @@ const (
 	recReleased = 0x40 // QoS 2 PUBREC received: no message follows
 )
 
-// appendRecord encodes a queue record; pid and state only for inflight
-// (state session.StoredSent or StoredReleased).
-func appendRecord(v []byte, e *session.Entry, pid uint16, state byte) []byte {
+// entryHeadBytes is the length of appendEntryHead's encoding, which starts
+// a queue record and ends a live batch's pair.
+const entryHeadBytes = 6
+
+// appendEntryHead appends first (e's QoS, with a queue record's flags),
+// e's retain flag and its subscription identifier.
+func appendEntryHead(v []byte, first byte, e *session.Entry) []byte {
 	r := byte(0)
 	if e.Retain {
 		r = 1
+	}
+	v = append(v, first, r)
+	return binary.BigEndian.AppendUint32(v, e.SubID)
+}
+
+// entryHead decodes appendEntryHead's encoding at the start of b (at least
+// entryHeadBytes); QoS is the first byte as written, flags included.
+func entryHead(b []byte) session.Entry {
+	return session.Entry{QoS: b[0], Retain: b[1] == 1, SubID: binary.BigEndian.Uint32(b[2:])}
+}
+
+// newRecord encodes a queue record; pid and state only for inflight
+// (state session.StoredSent or StoredReleased).
+func newRecord(e *session.Entry, pid uint16, state byte) []byte {
+	n := entryHeadBytes + 2
+	if state != session.StoredReleased {
+		n += session.MessageBytes(e.Msg)
 	}
 	f := e.QoS
 	switch state {
@@ -176,8 +197,7 @@ func appendRecord(v []byte, e *session.Entry, pid uint16, state byte) []byte {
 	case session.StoredReleased:
 		f |= recInflight | recReleased
 	}
-	v = append(v, f, r)
-	v = binary.BigEndian.AppendUint32(v, e.SubID)
+	v := appendEntryHead(make([]byte, 0, n), f, e)
 	if state != session.StoredNone {
 		v = binary.BigEndian.AppendUint16(v, pid)
 	}
@@ -202,11 +222,7 @@ func (p *persister) storeInflight(ss *session.Session, f *session.Inflight, done
 	if f.Seq == 0 {
 		f.Seq = p.seq.Add(1)
 	}
-	n := 8
-	if want == session.StoredSent {
-		n += 16 + len(f.Msg.Topic) + len(f.Msg.Payload) + len(f.Msg.Props)
-	}
-	v := appendRecord(make([]byte, 0, n), &f.Entry, f.PacketID, want)
+	v := newRecord(&f.Entry, f.PacketID, want)
 	if done == nil {
 		done = p.logErr("inflight message")
 	}
@@ -219,7 +235,7 @@ func (p *persister) storeInflight(ss *session.Session, f *session.Inflight, done
 func (p *persister) enqueue(ss *session.Session, m *session.Message, e session.Entry, done func(error)) uint64 {
 	seq := p.seq.Add(1)
 	e.Msg = m
-	v := appendRecord(make([]byte, 0, 6+16+len(m.Topic)+len(m.Payload)+len(m.Props)), &e, 0, session.StoredNone)
+	v := newRecord(&e, 0, session.StoredNone)
 	if p.closed.Load() {
 		if done != nil {
 			done(errServerClosed) // not stored: not acknowledged as success
@@ -298,12 +314,7 @@ func (c *conn) addLive(ss *session.Session, m *session.Message, e *session.Entry
 	e.Seq = p.seq.Add(1)
 	lb.buf = binary.BigEndian.AppendUint16(lb.buf, uint16(len(ss.ID)))
 	lb.buf = append(lb.buf, ss.ID...)
-	r := byte(0)
-	if e.Retain {
-		r = 1
-	}
-	lb.buf = append(lb.buf, e.QoS, r)
-	lb.buf = binary.BigEndian.AppendUint32(lb.buf, e.SubID)
+	lb.buf = appendEntryHead(lb.buf, e.QoS, e)
 	lb.buf = binary.BigEndian.AppendUint64(lb.buf, e.Seq)
 	lb.b.Ref()
 	e.Batch = lb.b
@@ -345,8 +356,7 @@ func (s *Server) migrateLive(batches []*session.Batch) {
 				if f != nil {
 					wrote = p.storeInflight(ss, f, release)
 				} else {
-					v := appendRecord(make([]byte, 0, 22+len(e.Msg.Topic)+len(e.Msg.Payload)+len(e.Msg.Props)), e, 0, session.StoredNone)
-					p.be.Put(nsQueue, queueKey(ss.ID, e.Seq), v, release)
+					p.be.Put(nsQueue, queueKey(ss.ID, e.Seq), newRecord(e, 0, session.StoredNone), release)
 					wrote = true
 				}
 				if !wrote {
@@ -436,14 +446,14 @@ func (s *Server) loadLive(queues map[string][]item, have map[uint64]bool, maxSeq
 			v = v[2:]
 			var m *session.Message
 			for range np {
-				if len(v) < 2 || len(v) < 2+int(binary.BigEndian.Uint16(v))+14 {
+				if len(v) < 2 || len(v) < 2+int(binary.BigEndian.Uint16(v))+entryHeadBytes+8 {
 					return session.ErrCorrupt
 				}
 				il := int(binary.BigEndian.Uint16(v))
 				id := string(v[2 : 2+il])
 				f := v[2+il:]
-				v = f[14:]
-				seq := binary.BigEndian.Uint64(f[6:])
+				v = f[entryHeadBytes+8:]
+				seq := binary.BigEndian.Uint64(f[entryHeadBytes:])
 				*maxSeq = max(*maxSeq, seq)
 				if _, ok := s.sessions.Get(id); !ok || have[seq] {
 					continue
@@ -460,8 +470,9 @@ func (s *Server) loadLive(queues map[string][]item, have map[uint64]bool, maxSeq
 				if ss, _ := s.sessions.Get(id); len(b.Holders) == 0 || b.Holders[len(b.Holders)-1] != ss {
 					b.Holders = append(b.Holders, ss)
 				}
-				queues[id] = append(queues[id], item{seq: seq, e: session.Entry{Msg: m, QoS: f[0], Retain: f[1] == 1,
-					SubID: binary.BigEndian.Uint32(f[2:]), Seq: seq, Batch: b}})
+				e := entryHead(f)
+				e.Msg, e.Seq, e.Batch = m, seq, b
+				queues[id] = append(queues[id], item{seq: seq, e: e})
 			}
 		}
 		s.live.restored(b)
@@ -534,7 +545,7 @@ func (s *Server) loadSessions() error {
 	var stale []string
 	p.be.Range(nsQueue, func(k string, v []byte) bool {
 		i := strings.LastIndexByte(k, 0)
-		if i < 0 || len(v) < 6 {
+		if i < 0 || len(v) < entryHeadBytes {
 			err = session.ErrCorrupt
 			return false
 		}
@@ -549,9 +560,10 @@ func (s *Server) loadSessions() error {
 			stale = append(stale, k)
 			return true
 		}
-		it := item{seq: seq, e: session.Entry{QoS: v[0] & 3, Retain: v[1] == 1,
-			SubID: binary.BigEndian.Uint32(v[2:]), Seq: seq}}
-		body := v[6:]
+		it := item{seq: seq, e: entryHead(v)}
+		it.e.QoS &= 3
+		it.e.Seq = seq
+		body := v[entryHeadBytes:]
 		if v[0]&recInflight != 0 {
 			if len(body) < 2 {
 				err = session.ErrCorrupt
