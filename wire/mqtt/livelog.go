@@ -134,8 +134,9 @@ func (ll *liveLog) appendReleasesLocked(now time.Time) {
 	ll.lastAdd = now
 }
 
-// tick writes release records that no batch carried and moves the log
-// start past released batches (clock goroutine).
+// tick moves the log start past released batches and starts moving the
+// entries of long-held batches (clock goroutine). Release records that no
+// batch carried are written by releaseTimer.
 func (ll *liveLog) tick(now time.Time) {
 	ll.mu.Lock()
 	i := 0
@@ -145,9 +146,6 @@ func (ll *liveLog) tick(now time.Time) {
 	}
 	if i > 0 {
 		ll.fifo = append(ll.fifo[:0], ll.fifo[i:]...)
-	}
-	if len(ll.released) > 0 && now.Sub(ll.lastAdd) >= releaseIdle {
-		ll.appendReleasesLocked(now)
 	}
 	_, hw, next := ll.l.Offsets()
 	start := next

@@ -359,23 +359,7 @@ func (s *Server) routeFrom(m *session.Message, origin *session.Session, pub sess
 			if o.Opts&0x04 != 0 && ss == origin && !o.Share { // no local
 				continue
 			}
-			q := min(o.QoS(), m.QoS)
-			if skip || q > e.QoS {
-				e.QoS = q
-			}
-			if o.Opts&0x08 != 0 && m.Retain {
-				e.Retain = true
-			}
-			if o.Share && e.Share == "" {
-				e.Share = o.Filter
-			}
-			if o.ID != 0 {
-				if e.SubID == 0 {
-					e.SubID = o.ID
-				} else {
-					e.More = append(e.More, o.ID)
-				}
-			}
+			mergeSub(&e, o, m, skip)
 			skip = false
 		}
 		i = j
@@ -405,6 +389,29 @@ func (s *Server) routeFrom(m *session.Message, origin *session.Session, pub sess
 	return n, blocked
 }
 
+// mergeSub adds what subscription o asks of m's delivery to e (first: e
+// is empty): the highest granted QoS, retain as published, the shared
+// subscription, the subscription identifiers.
+func mergeSub(e *session.Entry, o trie.Sub[*session.Session], m *session.Message, first bool) {
+	q := min(o.QoS(), m.QoS)
+	if first || q > e.QoS {
+		e.QoS = q
+	}
+	if o.Opts&0x08 != 0 && m.Retain {
+		e.Retain = true
+	}
+	if o.Share && e.Share == "" {
+		e.Share = o.Filter
+	}
+	if o.ID != 0 {
+		if e.SubID == 0 {
+			e.SubID = o.ID
+		} else {
+			e.More = append(e.More, o.ID)
+		}
+	}
+}
+
 // handOver delivers m, which shared-subscription member from could not
 // take (entry e), to another member of the group e.Share: online members
 // only, starting at a random one. It reports whether one took it.
@@ -419,8 +426,8 @@ func (s *Server) handOver(from *session.Session, m *session.Message, e session.E
 		if sub.S == from || !sub.S.Online.Load() {
 			continue
 		}
-		e2 := session.Entry{QoS: min(sub.QoS(), m.QoS), Retain: sub.Opts&0x08 != 0 && m.Retain,
-			SubID: sub.ID, Share: e.Share}
+		var e2 session.Entry
+		mergeSub(&e2, sub, m, true)
 		if ok, blocked, _ := s.deliver(sub.S, m, e2, pub); ok {
 			return true, blocked
 		}
