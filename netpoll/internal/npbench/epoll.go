@@ -32,27 +32,15 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 		defer closeConns(states)
 		lat := make([]int64, 0, 1<<16)
 		e := sendFirst(states, req)
-		events := make([]unix.EpollEvent, 256)
 		buf := make([]byte, 64<<10)
-		from, to := measureFrom.UnixNano(), measureTo.UnixNano()
-		lastYield := int64(0)
+		from := measureFrom.UnixNano()
+		w := &waiter{ep: ep, events: make([]unix.EpollEvent, 256), to: measureTo.UnixNano()}
 		for {
-			k, err := unix.EpollWait(ep, events, 100)
-			if err != nil && err != unix.EINTR {
-				check(err)
-			}
-			now := time.Now().UnixNano()
-			if now > to {
+			events, now, ok := w.wait()
+			if !ok {
 				break
 			}
-			// Pass through the scheduler now and then, as netpoll's
-			// loops do: a goroutine that never parks is preempted by
-			// sysmon every 10 ms, which then polls every 20 µs.
-			if now-lastYield > 2e6 {
-				lastYield = now
-				runtime.Gosched()
-			}
-			for _, ev := range events[:max(k, 0)] {
+			for _, ev := range events {
 				s := states[int(ev.Fd)]
 				r, err := unix.Read(s.fd, buf)
 				if r <= 0 {
@@ -64,7 +52,7 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 					continue
 				}
 				var done bool
-				if lat, done = s.received(r, respLen, now, from, to, lat); !done {
+				if lat, done = s.received(r, respLen, now, from, w.to, lat); !done {
 					continue
 				}
 				if _, err := unix.Write(s.fd, req); err != nil {
@@ -74,6 +62,35 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 		}
 		return lat, int64(len(lat)), e
 	})
+}
+
+// waiter is the epoll wait of a load-generator thread, until the end of the
+// measured window.
+type waiter struct {
+	ep        int
+	events    []unix.EpollEvent
+	to        int64 // end of the measured window (unix nanoseconds)
+	lastYield int64
+}
+
+// wait returns the ready connections and the time, or false once the
+// window has ended. Now and then it passes through the scheduler, as
+// netpoll's loops do: a goroutine that never parks is preempted by sysmon
+// every 10 ms, which then polls every 20 µs.
+func (w *waiter) wait() (events []unix.EpollEvent, now int64, ok bool) {
+	k, err := unix.EpollWait(w.ep, w.events, 100)
+	if err != nil && err != unix.EINTR {
+		check(err)
+	}
+	now = time.Now().UnixNano()
+	if now > w.to {
+		return nil, now, false
+	}
+	if now-w.lastYield > 2e6 {
+		w.lastYield = now
+		runtime.Gosched()
+	}
+	return w.events[:max(k, 0)], now, true
 }
 
 // cstate is one load-generator connection: bytes of the response read so

@@ -41,28 +41,20 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 		defer closeConns(states)
 		lat := make([]int64, 0, 1<<16)
 		e := sendFirst(states, req)
-		events := make([]unix.EpollEvent, batchMax)
 		bufLen := max(4096, respLen)
 		bufs := make([]byte, batchMax*bufLen) // one receive buffer per event slot
-		from, to := measureFrom.UnixNano(), measureTo.UnixNano()
-		lastYield := int64(0)
+		from := measureFrom.UnixNano()
+		w := &waiter{ep: ep, events: make([]unix.EpollEvent, batchMax), to: measureTo.UnixNano()}
 		for {
-			k, err := unix.EpollWait(ep, events, 100)
-			if err != nil && err != unix.EINTR {
-				check(err)
-			}
-			now := time.Now().UnixNano()
-			if now > to {
+			events, now, ok := w.wait()
+			if !ok {
 				break
 			}
-			if now-lastYield > 2e6 { // as in loadEpoll
-				lastYield = now
-				runtime.Gosched()
-			}
-			if k <= 0 {
+			k := len(events)
+			if k == 0 {
 				continue
 			}
-			for i, ev := range events[:k] {
+			for i, ev := range events {
 				ring.GetSQE().PrepRecv(int(ev.Fd), bufs[i*bufLen:(i+1)*bufLen], 0, uint64(ev.Fd))
 			}
 			if _, err := ring.Submit(uint32(k)); err != nil {
@@ -81,7 +73,7 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 					continue
 				}
 				var done bool
-				if lat, done = s.received(r, respLen, now, from, to, lat); !done {
+				if lat, done = s.received(r, respLen, now, from, w.to, lat); !done {
 					continue
 				}
 				ring.GetSQE().PrepSend(s.fd, req, unix.MSG_NOSIGNAL, uint64(s.fd))
