@@ -30,67 +30,80 @@ func loadEpoll(addrs []string, conns, threads int, dur, warm time.Duration, size
 		defer unix.Close(ep)
 		states := dialConns(ep, th, threads, conns, addrs)
 		defer closeConns(states)
-		lat := make([]int64, 0, 1<<16)
-		e := sendFirst(states, req)
+		t := newThread(ep, 256, respLen, measureFrom, measureTo)
+		t.errs = sendFirst(states, req)
 		buf := make([]byte, 64<<10)
-		from := measureFrom.UnixNano()
-		w := &waiter{ep: ep, events: make([]unix.EpollEvent, 256), to: measureTo.UnixNano()}
 		for {
-			events, now, ok := w.wait()
+			events, now, ok := t.wait()
 			if !ok {
 				break
 			}
 			for _, ev := range events {
 				s := states[int(ev.Fd)]
 				r, err := unix.Read(s.fd, buf)
-				if r <= 0 {
-					if err == unix.EAGAIN {
-						continue
-					}
-					e++
-					unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
-					continue
-				}
-				var done bool
-				if lat, done = s.received(r, respLen, now, from, w.to, lat); !done {
+				if !t.read(s, r, err == unix.EAGAIN, now) {
 					continue
 				}
 				if _, err := unix.Write(s.fd, req); err != nil {
-					e++
+					t.errs++
 				}
 			}
 		}
-		return lat, int64(len(lat)), e
+		return t.lat, int64(len(t.lat)), t.errs
 	})
 }
 
-// waiter is the epoll wait of a load-generator thread, until the end of the
-// measured window.
-type waiter struct {
+// thread is one load-generator thread's epoll wait and tally: its round
+// trips' latencies in the measured window and its errors.
+type thread struct {
 	ep        int
 	events    []unix.EpollEvent
-	to        int64 // end of the measured window (unix nanoseconds)
+	respLen   int
+	from, to  int64 // the measured window (unix nanoseconds)
 	lastYield int64
+	lat       []int64
+	errs      int64
+}
+
+func newThread(ep, events, respLen int, from, to time.Time) *thread {
+	return &thread{ep: ep, events: make([]unix.EpollEvent, events), respLen: respLen,
+		from: from.UnixNano(), to: to.UnixNano(), lat: make([]int64, 0, 1<<16)}
 }
 
 // wait returns the ready connections and the time, or false once the
 // window has ended. Now and then it passes through the scheduler, as
 // netpoll's loops do: a goroutine that never parks is preempted by sysmon
 // every 10 ms, which then polls every 20 µs.
-func (w *waiter) wait() (events []unix.EpollEvent, now int64, ok bool) {
-	k, err := unix.EpollWait(w.ep, w.events, 100)
+func (t *thread) wait() (events []unix.EpollEvent, now int64, ok bool) {
+	k, err := unix.EpollWait(t.ep, t.events, 100)
 	if err != nil && err != unix.EINTR {
 		check(err)
 	}
 	now = time.Now().UnixNano()
-	if now > w.to {
+	if now > t.to {
 		return nil, now, false
 	}
-	if now-w.lastYield > 2e6 {
-		w.lastYield = now
+	if now-t.lastYield > 2e6 {
+		t.lastYield = now
 		runtime.Gosched()
 	}
-	return w.events[:max(k, 0)], now, true
+	return t.events[:max(k, 0)], now, true
+}
+
+// read accounts a read of r bytes from s at now (r <= 0: nothing, eagain
+// or a failure, which counts as an error and drops s) and reports whether
+// a whole response is in: send the next request.
+func (t *thread) read(s *cstate, r int, eagain bool, now int64) bool {
+	if r <= 0 {
+		if !eagain {
+			t.errs++
+			unix.EpollCtl(t.ep, unix.EPOLL_CTL_DEL, s.fd, nil)
+		}
+		return false
+	}
+	var done bool
+	t.lat, done = s.received(r, t.respLen, now, t.from, t.to, t.lat)
+	return done
 }
 
 // cstate is one load-generator connection: bytes of the response read so

@@ -39,14 +39,12 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 		defer unix.Close(ep)
 		states := dialConns(ep, th, threads, conns, addrs)
 		defer closeConns(states)
-		lat := make([]int64, 0, 1<<16)
-		e := sendFirst(states, req)
+		t := newThread(ep, batchMax, respLen, measureFrom, measureTo)
+		t.errs = sendFirst(states, req)
 		bufLen := max(4096, respLen)
 		bufs := make([]byte, batchMax*bufLen) // one receive buffer per event slot
-		from := measureFrom.UnixNano()
-		w := &waiter{ep: ep, events: make([]unix.EpollEvent, batchMax), to: measureTo.UnixNano()}
 		for {
-			events, now, ok := w.wait()
+			events, now, ok := t.wait()
 			if !ok {
 				break
 			}
@@ -64,16 +62,7 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 			for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
 				s, r := states[int(cqe.UserData)], int(cqe.Res)
 				ring.Advance(1)
-				if r <= 0 {
-					if r == -int(unix.EAGAIN) {
-						continue
-					}
-					e++
-					unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, s.fd, nil)
-					continue
-				}
-				var done bool
-				if lat, done = s.received(r, respLen, now, from, w.to, lat); !done {
+				if !t.read(s, r, r == -int(unix.EAGAIN), now) {
 					continue
 				}
 				ring.GetSQE().PrepSend(s.fd, req, unix.MSG_NOSIGNAL, uint64(s.fd))
@@ -87,14 +76,14 @@ func loadUring(addrs []string, conns, threads int, dur, warm time.Duration, size
 			}
 			for cqe := ring.PeekCQE(); cqe != nil; cqe = ring.PeekCQE() {
 				if int(cqe.Res) != len(req) {
-					e++ // the socket always has room for one small request
+					t.errs++ // the socket always has room for one small request
 				}
 				ring.Advance(1)
 			}
 		}
 		runtime.KeepAlive(bufs)
 		runtime.KeepAlive(req)
-		return lat, int64(len(lat)), e
+		return t.lat, int64(len(t.lat)), t.errs
 	})
 	return true
 }
