@@ -125,9 +125,7 @@ func (h *handler) OnOpen(nc netpoll.Conn) any {
 		c.credit = c.srv.publishCredit()
 		if c.paused {
 			c.paused = false
-			if c.durState == nil || !c.acksPaused {
-				c.nc.ResumeReads()
-			}
+			c.resumeReads()
 		}
 	}
 	c.timer = nc.AfterFunc(s.cfg.ConnectTimeout, func(netpoll.Conn) {
@@ -563,9 +561,7 @@ func (c *conn) onPublish(sc *scratch, hdr Header, body []byte) error {
 		c.nc.AfterFunc(s.cfg.StallTimeout, func(nc netpoll.Conn) {
 			if c.paused && c.pauseGen == gen {
 				c.paused = false
-				if c.durState == nil || !c.acksPaused {
-					nc.ResumeReads()
-				}
+				c.resumeReads()
 			}
 		})
 	}

@@ -782,9 +782,16 @@ func (c *conn) ackWaiting(n int) {
 		c.nc.PauseReads()
 	case c.acksPaused && c.acksWaiting <= acksWaitingMax/2:
 		c.acksPaused = false
-		if !c.paused {
-			c.nc.ResumeReads()
-		}
+		c.resumeReads()
+	}
+}
+
+// resumeReads resumes reading the connection unless it is still paused for
+// the other reason: flow control (paused) or acknowledgements waiting for
+// the disk (acksPaused) (loop only).
+func (c *conn) resumeReads() {
+	if !c.paused && (c.durState == nil || !c.acksPaused) {
+		c.nc.ResumeReads()
 	}
 }
 
