@@ -157,14 +157,7 @@ func TestBatchedWriteError(t *testing.T) {
 	if _, err := d.Write(frame([]byte("die")...)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-h.closeCh:
-		if err == nil {
-			t.Fatal("OnClose without the write error")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no OnClose for the connection that could not be written")
-	}
+	expectWriteErrorClose(t, h)
 	_ = w.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for _, want := range []string{"batched", "gone"} {
 		got, err := readFrame(wr)

@@ -220,3 +220,17 @@ func roundTrip(c net.Conn, r *bufio.Reader, f []byte) ([]byte, error) {
 	}
 	return readFrame(r)
 }
+
+// expectWriteErrorClose waits for h's next OnClose, which must come with
+// the error of a write that failed.
+func expectWriteErrorClose(t testing.TB, h *testHandler) {
+	t.Helper()
+	select {
+	case err := <-h.closeCh:
+		if err == nil {
+			t.Fatal("OnClose without the write error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no OnClose for the connection that could not be written")
+	}
+}

@@ -76,14 +76,7 @@ func TestFlushReentryOnWriteError(t *testing.T) {
 			if _, err := d.Write(frame([]byte("die")...)); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case err := <-h.closeCh:
-				if err == nil {
-					t.Fatal("OnClose without the write error")
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no OnClose for the connection that could not be written")
-			}
+			expectWriteErrorClose(t, h)
 			if tc.fileN > 0 {
 				select {
 				case err := <-fileDone:
